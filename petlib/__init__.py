@@ -1,0 +1,1 @@
+"""petface-study library."""

@@ -1,0 +1,308 @@
+"""Study parameters: one validated dataclass tree loaded from YAML.
+
+Papermill only warns on unknown parameters, so every params file goes through `load_params` before
+anything runs: an unknown or mistyped key, or a value of the wrong type, is a `ParamsError` that names
+the key and the file.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "ParamsError", "SynthParams", "DataParams", "TrainParams", "ModelParams", "EvalParams",
+    "StudyParams", "load_params", "params_from_dict", "params_to_dict", "apply_overrides", "dump_params",
+]
+
+
+class ParamsError(ValueError):
+    """A params file or override is invalid; the message names the key and the file."""
+
+
+@dataclass
+class SynthParams:
+    """The embedded, procedurally generated data set (used when `data.source` is `synth`)."""
+    n_identities: int = 200
+    image_size: int = 112
+    seed: int = 0
+    lookalike_family: int = 4
+
+
+@dataclass
+class DataParams:
+    source: str = "synth"
+    roots: dict[str, str] = field(default_factory=dict)
+    species: list[str] = field(default_factory=lambda: ["cat", "dog"])
+    synth_dir: str = "outputs/data"
+    synth: SynthParams = field(default_factory=SynthParams)
+    min_images: int = 2
+    split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    manifest: dict[str, str] = field(default_factory=dict)
+    image_size: int = 224
+    n_pairs: int = 2500
+    max_pixels: int = 64_000_000
+
+    def validate(self, where: str) -> None:
+        if self.source not in ("synth", "folders"):
+            raise ParamsError(f"{where}: data.source must be 'synth' or 'folders', got {self.source!r}")
+        if self.source == "folders":
+            missing = [s for s in self.species if s not in self.roots]
+            if missing:
+                raise ParamsError(f"{where}: data.roots has no folder for species {missing} "
+                                  f"(data.source is 'folders')")
+        unknown = [s for s in self.species if s not in ("cat", "dog")] if self.source == "synth" else []
+        if unknown:
+            raise ParamsError(f"{where}: data.species {unknown} cannot be generated; synth knows 'cat' and 'dog'")
+        if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
+            raise ParamsError(f"{where}: data.split_ratios must be three non-negative numbers summing to 1, "
+                              f"got {self.split_ratios}")
+        if self.image_size < 32:
+            raise ParamsError(f"{where}: data.image_size must be at least 32, got {self.image_size}")
+        if self.min_images < 2:
+            raise ParamsError(f"{where}: data.min_images must be at least 2 (pairs need two images)")
+
+
+@dataclass
+class TrainParams:
+    """Settings shared by every model of the study (seed section 5.1)."""
+    batch_size: int = 96
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 5
+    eta_min: float = 1e-6
+    arcface_s: float = 32.0
+    arcface_m: float = 0.4
+    margin_warmup_frac: float = 1.0 / 3.0
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    dropout: float = 0.4
+    embedding_dim: int = 128
+    val_every: int = 3
+    num_workers: int = 2
+    pin_memory: bool = True
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    max_steps_per_epoch: int = 0
+
+    def validate(self, where: str) -> None:
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ParamsError(f"{where}: train.device must be auto, cpu or cuda[:N], got {self.device!r}")
+        for name in ("batch_size", "val_every", "embedding_dim"):
+            if getattr(self, name) < 1:
+                raise ParamsError(f"{where}: train.{name} must be positive")
+
+
+@dataclass
+class ModelParams:
+    """One backbone to train; the per-backbone rows of seed table 5.1."""
+    name: str = "mnv3"
+    backbone: str = "mobilenetv3_small_100"
+    head: str = "gdconv"
+    pretrained: str | None = None
+    lr: float = 5e-4
+    backbone_lr_mult: float = 0.1
+    epochs: int = 40
+
+    def validate(self, where: str) -> None:
+        if self.head not in ("gdconv", "mlp"):
+            raise ParamsError(f"{where}: models[{self.name}].head must be 'gdconv' or 'mlp', got {self.head!r}")
+        if self.epochs < 1:
+            raise ParamsError(f"{where}: models[{self.name}].epochs must be at least 1")
+
+
+@dataclass
+class EvalParams:
+    tta: bool = False
+    n_rank_pairs: int = 50000
+    n_triplets: int = 20000
+    n_overfit: int = 2000
+    n_robustness: int = 1000
+    n_bootstrap: int = 200
+    gallery_frac: float = 0.5
+
+
+@dataclass
+class StudyParams:
+    name: str = "demo"
+    seed: int = 42
+    output_dir: str = "outputs"
+    reports_dir: str = "reports"
+    data: DataParams = field(default_factory=DataParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    models: list[ModelParams] = field(default_factory=lambda: [ModelParams()])
+    eval: EvalParams = field(default_factory=EvalParams)
+    notebooks: list[str] = field(default_factory=lambda: ["01_data"])
+
+    def validate(self, where: str) -> None:
+        self.data.validate(where)
+        self.train.validate(where)
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ParamsError(f"{where}: models have duplicate names {names}")
+        for m in self.models:
+            m.validate(where)
+
+    # Paths every notebook agrees on; notebooks talk to each other only through these files.
+    def out(self, *parts: str) -> Path:
+        return Path(self.output_dir) / self.name / Path(*parts)
+
+    def data_root(self, species: str) -> Path:
+        if self.data.source == "folders":
+            return Path(self.data.roots[species]).expanduser()
+        return Path(self.data.synth_dir) / _synth_tag(self.data.synth) / species
+
+    def split_manifest(self, species: str) -> Path:
+        pinned = self.data.manifest.get(species)
+        return Path(pinned) if pinned else self.out("splits", f"{species}.csv")
+
+    def run_dir(self, model: str, species: str) -> Path:
+        return self.out("runs", f"{model}-{species}")
+
+    def eval_dir(self, model: str, species: str) -> Path:
+        return self.out("eval", f"{model}-{species}")
+
+    def model(self, name: str) -> ModelParams:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ParamsError(f"no model named {name!r}; the params name {[m.name for m in self.models]}")
+
+
+def _synth_tag(s: SynthParams) -> str:
+    return f"synth-n{s.n_identities}-px{s.image_size}-s{s.seed}-f{s.lookalike_family}"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check `value` against the annotation `tp`, recursing into dataclasses, lists and dicts."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key, where)
+            except ParamsError as e:
+                errors.append(e)
+        raise errors[0]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}")
+        return _build(tp, value, key, where)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ParamsError(f"{where}: '{key}' must be a list, got {type(value).__name__}")
+        return [_convert(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin is dict:
+        _, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}")
+        return {str(k): _convert(v, vt, f"{key}.{k}", where) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise ParamsError(f"{where}: '{key}' must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _build(cls: type, raw: dict, prefix: str, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in raw.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            raise ParamsError(f"{where}: unknown key '{key}'{hint}")
+        kwargs[k] = _convert(v, hints[k], key, where)
+    return cls(**kwargs)
+
+
+def params_from_dict(raw: dict, where: str = "<params>") -> StudyParams:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: top level must be a mapping")
+    p = _build(StudyParams, raw, "", where)
+    p.validate(where)
+    return p
+
+
+def params_to_dict(p: Any) -> dict:
+    return dataclasses.asdict(p)
+
+
+def _set_path(tree: dict, dotted: str, value: Any, where: str) -> None:
+    parts = dotted.split(".")
+    node: Any = tree
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            matches = [m for m in node if isinstance(m, dict) and m.get("name") == part]
+            if part.isdigit() and int(part) < len(node):
+                idx = int(part)
+            elif matches:
+                idx = node.index(matches[0])
+            else:
+                raise ParamsError(f"{where}: --set {dotted}: '{part}' is neither an index nor a model name")
+            if last:
+                node[idx] = value
+            node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise ParamsError(f"{where}: --set {dotted}: '{'.'.join(parts[:i])}' is not a mapping")
+
+
+def apply_overrides(raw: dict, overrides: list[str], where: str = "--set") -> dict:
+    """Apply `key.sub=value` strings (value parsed as YAML) to a raw params mapping, returning a copy.
+
+    List items can be addressed by index or, for `models`, by name: `models.mfn.epochs=3`.
+    """
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ParamsError(f"{where}: override {item!r} must look like key=value")
+        key, text = item.split("=", 1)
+        _set_path(out, key.strip(), yaml.safe_load(text) if text.strip() else None, where)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}") from None
+    return raw or {}
+
+
+def load_params(path: str | Path, overrides: list[str] | None = None) -> StudyParams:
+    """Load, override and validate a params file; the single entry point for notebooks and the CLI."""
+    raw = apply_overrides(read_yaml(path), overrides or [], where=f"{path} --set")
+    return params_from_dict(raw, where=str(path))
+
+
+def dump_params(p: StudyParams, path: str | Path) -> None:
+    from .io import atomic_write_text
+    atomic_write_text(path, yaml.safe_dump(params_to_dict(p), sort_keys=False))

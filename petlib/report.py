@@ -1,0 +1,114 @@
+"""What every report opens with: params, git commit, package versions, device, seed, data fingerprint."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from .config import StudyParams, params_to_dict
+
+PACKAGES = ["torch", "torchvision", "timm", "albumentations", "onnxruntime", "onnx", "numpy", "scikit-learn",
+            "faiss-cpu", "opencv-python-headless", "papermill"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_state(repo: Path = REPO) -> dict:
+    """Commit and dirty flag; 'unknown' outside a git checkout (e.g. an installed wheel)."""
+    def run(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
+    try:
+        head = run("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"commit": "unknown", "dirty": None}
+        dirty = run("status", "--porcelain", "--untracked-files=no").stdout.strip() != ""
+        return {"commit": head.stdout.strip(), "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info() -> dict:
+    import torch
+
+    info = {"cpu": cpu_model(), "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    if torch.cuda.is_available():
+        info["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cuda"] = torch.version.cuda
+    else:
+        info["gpu"] = "none"
+    return info
+
+
+def environment(params: StudyParams, fingerprints: dict[str, str] | None = None) -> dict:
+    return {"params": params_to_dict(params), "git": git_state(), "versions": versions(), "device": device_info(),
+            "seed": params.seed, "data_fingerprint": fingerprints or {}}
+
+
+def header_html(env: dict, title: str) -> str:
+    """An HTML block for the top of a notebook report."""
+    g = env["git"]
+    dirty = " (dirty: uncommitted changes)" if g.get("dirty") else ""
+    dev = env["device"]
+    gpu = dev["gpu"] if isinstance(dev["gpu"], str) else ", ".join(dev["gpu"])
+    vers = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    fps = ", ".join(f"{k}: <code>{v}</code>" for k, v in env["data_fingerprint"].items()) or "n/a"
+    params = html.escape(yaml.safe_dump(env["params"], sort_keys=False))
+    return (f"<h2>{html.escape(title)}</h2><table>"
+            f"<tr><th align=left>git commit</th><td><code>{g['commit']}</code>{dirty}</td></tr>"
+            f"<tr><th align=left>seed</th><td>{env['seed']}</td></tr>"
+            f"<tr><th align=left>data fingerprint</th><td>{fps}</td></tr>"
+            f"<tr><th align=left>device</th><td>{html.escape(dev['cpu'])}, {dev['cpu_threads']} torch threads; "
+            f"GPU: {html.escape(gpu)}</td></tr>"
+            f"<tr><th align=left>versions</th><td>{html.escape(vers)}</td></tr></table>"
+            f"<details><summary>resolved params</summary><pre>{params}</pre></details>")
+
+
+def show_header(params: StudyParams, title: str, fingerprints: dict[str, str] | None = None) -> dict:
+    """Display the report header in a notebook and return the environment record."""
+    from IPython.display import HTML, display
+
+    env = environment(params, fingerprints)
+    display(HTML(header_html(env, title)))
+    return env
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found (has the notebook that writes it run?)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def write_headline(path: str | Path | None, figures: dict) -> None:
+    """Called by a notebook: the figures the study index shows for it (no-op when run by hand)."""
+    if path:
+        from .io import atomic_write_json
+        atomic_write_json(path, figures)

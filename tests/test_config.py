@@ -1,0 +1,67 @@
+import pytest
+import yaml
+
+from petlib.config import ParamsError, apply_overrides, load_params, params_from_dict
+
+
+def test_shipped_params_load(repo):
+    files = sorted((repo / "params").glob("*.yaml"))
+    assert {"demo.yaml", "ci.yaml"} <= {f.name for f in files}
+    assert len(files) >= 6, "demo, ci and the seed's four real-data configurations"
+    for f in files:
+        load_params(f)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"name": "x", "data": {"n_pairz": 10}}))
+    with pytest.raises(ParamsError) as e:
+        load_params(f)
+    assert "data.n_pairz" in str(e.value) and str(f) in str(e.value) and "n_pairs" in str(e.value)
+
+
+def test_wrong_type_names_key(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump({"train": {"batch_size": "big"}}))
+    with pytest.raises(ParamsError, match=r"train\.batch_size.*int"):
+        load_params(f)
+    f.write_text(yaml.safe_dump({"train": {"pin_memory": 1}}))
+    with pytest.raises(ParamsError, match="pin_memory"):
+        load_params(f)
+    f.write_text(yaml.safe_dump({"models": [{"name": "a", "epochs": True}]}))
+    with pytest.raises(ParamsError, match=r"models\[0\]\.epochs"):
+        load_params(f)
+
+
+def test_int_accepted_for_float():
+    p = params_from_dict({"train": {"weight_decay": 0}})
+    assert p.train.weight_decay == 0.0 and isinstance(p.train.weight_decay, float)
+
+
+def test_invalid_values():
+    with pytest.raises(ParamsError, match="split_ratios"):
+        params_from_dict({"data": {"split_ratios": [0.5, 0.1, 0.1]}})
+    with pytest.raises(ParamsError, match="roots"):
+        params_from_dict({"data": {"source": "folders", "species": ["cat"]}})
+    with pytest.raises(ParamsError, match="duplicate"):
+        params_from_dict({"models": [{"name": "a"}, {"name": "a"}]})
+
+
+def test_overrides(repo):
+    p = load_params(repo / "params" / "ci.yaml", ["train.batch_size=8", "models.mnv3.epochs=5", "data.species=[dog]"])
+    assert p.train.batch_size == 8 and p.model("mnv3").epochs == 5 and p.data.species == ["dog"]
+    with pytest.raises(ParamsError, match="batchsize"):
+        load_params(repo / "params" / "ci.yaml", ["train.batchsize=8"])
+    with pytest.raises(ParamsError, match="key=value"):
+        apply_overrides({}, ["train.batch_size"])
+    with pytest.raises(ParamsError, match="nosuch"):
+        apply_overrides({"models": [{"name": "a"}]}, ["models.nosuch.epochs=1"])
+
+
+def test_missing_and_broken_file(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    f = tmp_path / "bad.yaml"
+    f.write_text("a: [1, 2")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(f)

@@ -1,0 +1,70 @@
+"""End to end: the runner executes 01_data with papermill on params/ci.yaml and renders HTML."""
+import json
+import re
+
+import pytest
+import yaml
+
+from petlib.config import load_params
+from petlib.study import plan, run_study
+
+
+def _ci(repo, tmp_path, **over):
+    raw = yaml.safe_load((repo / "params" / "ci.yaml").read_text())
+    raw.update(output_dir=str(tmp_path / "outputs"), reports_dir=str(tmp_path / "reports"))
+    raw["data"]["synth_dir"] = str(tmp_path / "data")
+    for k, v in over.items():
+        raw[k] = v
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return load_params(f)
+
+
+@pytest.mark.timeout(600)
+def test_data_notebook_report(repo, tmp_path):
+    p = _ci(repo, tmp_path, notebooks=["01_data"])
+    logs = []
+    assert run_study(p, log=logs.append) == 0
+    rep = tmp_path / "reports" / "ci"
+    page = (rep / "01_data.html").read_text()
+    table = page[page.index('id="stats-table"'):]
+    table = table[: table.index("</table>")]
+    assert "Identities" in table and "Total images" in table
+    cells = re.findall(r"<td[^>]*>\s*([0-9.]+)\s*</td>", table)
+    n_ids, n_imgs = int(float(cells[0])), int(float(cells[1]))
+    assert n_ids == 40
+    assert n_imgs == sum(1 for _ in (tmp_path / "data").rglob("*.jpg"))
+    assert "git commit" in page and "data fingerprint" in page and "torch" in page
+    assert (tmp_path / "outputs" / "ci" / "splits" / "cat.csv").is_file()
+    index = (rep / "index.html").read_text()
+    assert "01_data.html" in index and "ok" in index
+    state = json.loads((rep / "state.json").read_text())
+    assert state["01_data"]["status"] == "ok"
+    # a second run with unchanged inputs is skipped
+    logs.clear()
+    assert run_study(p, log=logs.append) == 0
+    assert any("up to date" in line for line in logs)
+
+
+@pytest.mark.timeout(600)
+def test_failing_notebook_still_reported(repo, tmp_path):
+    p = _ci(repo, tmp_path, notebooks=["01_data"])
+    p.data.source, p.data.roots = "folders", {"cat": str(tmp_path / "no_such_root")}
+    assert run_study(p, log=lambda *_: None) == 1
+    rep = tmp_path / "reports" / "ci"
+    page = (rep / "01_data.html").read_text()
+    assert "no_such_root" in page and "DataError" in page
+    index = (rep / "index.html").read_text()
+    assert "failed" in index and "no_such_root" in index
+
+
+def test_plan_expands_runs_and_only(repo):
+    p = load_params(repo / "params" / "demo.yaml")
+    keys = [t.key for t in plan(p)]
+    assert keys[0] == "01_data"
+    if "02_train" in p.notebooks:
+        assert f"02_train-{p.models[0].name}-{p.data.species[0]}" in keys
+        only = [t.key for t in plan(p, only=["02_train"])]
+        assert "01_data" in only and not any(k.startswith("03") for k in only)
+    with pytest.raises(ValueError, match="does not run"):
+        plan(p, only=["99_nothing"])
