@@ -1,11 +1,20 @@
-"""Benchmark metrics: numpy arrays in, dicts of floats out. No files, no network, no torch."""
+"""Benchmark metrics (seed section 6 plus open-set identification and bootstrap intervals).
+
+numpy arrays in, dicts of floats out. No files, no network, no torch. Embeddings are assumed
+L2-normalised, so cosine similarity is a dot product. Nothing here builds an N x N matrix: ranking
+works on query chunks against the gallery (exact, BLAS), and clustering uses faiss k-means.
+"""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 THRESHOLDS = np.round(np.arange(-0.5, 1.0 + 1e-9, 0.01), 2)
+FARS = (1e-2, 1e-3, 1e-4)
 
 
+# --------------------------------------------------------------------------- verification
 def best_threshold(scores: np.ndarray, is_same: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> dict:
     """Verification accuracy at the best threshold of a sweep (seed 3.5: -0.5 to 1.0, step 0.01).
 
@@ -26,3 +35,366 @@ def best_threshold(scores: np.ndarray, is_same: np.ndarray, thresholds: np.ndarr
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"accuracy": float(acc[k]), "threshold": float(thresholds[k]), "precision": float(precision),
             "recall": float(recall), "f1": float(f1)}
+
+
+# --------------------------------------------------------------------------- retrieval
+def rank_queries(query: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g_labels: np.ndarray,
+                 exclude: np.ndarray | None = None, k: int = 10, chunk: int = 512) -> dict:
+    """Per-query ranking facts, computed chunk by chunk.
+
+    `exclude[i]` is a gallery index query i must not see (itself, in leave-one-out), or -1.
+    Returns per query: `first_rank` (1-based rank of the first relevant item, inf if none),
+    `n_rel` (relevant items in the gallery), `topk_rel` (bool, k columns), `ap_r` (average precision
+    at R = n_rel) and `topk` (gallery indices of the k nearest). Ties are broken by gallery index.
+    """
+    q_labels, g_labels = np.asarray(q_labels), np.asarray(g_labels)
+    n = len(query)
+    _, g_counts = np.unique(g_labels, return_counts=True)
+    r_max = int(g_counts.max()) if len(g_counts) else 0
+    kk = min(len(gallery), max(k, r_max))
+    first = np.full(n, np.inf)
+    n_rel = np.zeros(n, np.int64)
+    topk_rel = np.zeros((n, k), bool)
+    topk = np.full((n, k), -1, np.int64)
+    ap_r = np.zeros(n)
+    gal = np.ascontiguousarray(gallery, dtype=np.float32)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        sims = np.asarray(query[s:e], dtype=np.float32) @ gal.T
+        rel = q_labels[s:e, None] == g_labels[None, :]
+        if exclude is not None:
+            rows = np.flatnonzero(exclude[s:e] >= 0)
+            sims[rows, exclude[s:e][rows]] = -np.inf
+            rel[rows, exclude[s:e][rows]] = False
+        n_rel[s:e] = rel.sum(1)
+        # first relevant rank: 1 + items strictly more similar than the best relevant one
+        # (+ equally similar ones with a lower index, the tie rule of the ordering below)
+        best_rel = np.where(rel, sims, -np.inf).max(1)
+        has = n_rel[s:e] > 0
+        idx = np.arange(gal.shape[0])[None, :]
+        first_idx = np.where(rel & (sims == best_rel[:, None]), idx, gal.shape[0]).min(1)
+        ahead = (sims > best_rel[:, None]) | ((sims == best_rel[:, None]) & (idx < first_idx[:, None]))
+        first[s:e] = np.where(has, ahead.sum(1) + 1, np.inf)
+        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < gal.shape[0] else np.tile(
+            np.arange(gal.shape[0]), (e - s, 1))
+        psims = np.take_along_axis(sims, part, 1)
+        order = np.lexsort((part, -psims), axis=1)
+        ranked = np.take_along_axis(part, order, 1)
+        rrel = np.take_along_axis(rel, ranked, 1)
+        kc = min(k, kk)
+        topk[s:e, :kc] = ranked[:, :kc]
+        topk_rel[s:e, :kc] = rrel[:, :kc]
+        prec = np.cumsum(rrel, 1) / np.arange(1, kk + 1)[None, :]
+        r = n_rel[s:e]
+        within = np.arange(1, kk + 1)[None, :] <= r[:, None]
+        ap_r[s:e] = np.where(r > 0, (prec * rrel * within).sum(1) / np.maximum(r, 1), 0.0)
+    return {"first_rank": first, "n_rel": n_rel, "topk_rel": topk_rel, "ap_r": ap_r, "topk": topk}
+
+
+def _ndcg_at(topk_rel: np.ndarray, n_rel: np.ndarray, k: int = 10) -> np.ndarray:
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (topk_rel[:, :k] * disc[None, :]).sum(1)
+    ideal = np.array([disc[:min(int(r), k)].sum() for r in n_rel])
+    return np.where(ideal > 0, dcg / np.maximum(ideal, 1e-12), 0.0)
+
+
+def retrieval(emb: np.ndarray, labels: np.ndarray, ks=(1, 5, 10), per_query: bool = False) -> dict:
+    """Leave-one-out retrieval: every image queries all others. Queries whose identity has no other
+    image are excluded and counted in `n_excluded`."""
+    labels = np.asarray(labels)
+    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    keep = np.flatnonzero(counts[inv] > 1)
+    k = max(max(ks), 10)
+    r = rank_queries(emb[keep], labels[keep], emb, labels, exclude=keep, k=k)
+    out = {f"recall@{kk}": float(r["topk_rel"][:, :kk].any(1).mean()) if len(keep) else math.nan for kk in ks}
+    rr = 1.0 / r["first_rank"]
+    ndcg = _ndcg_at(r["topk_rel"], r["n_rel"], 10)
+    out.update({"mrr": float(rr.mean()) if len(keep) else math.nan,
+                "ndcg@10": float(ndcg.mean()) if len(keep) else math.nan,
+                "map@r": float(r["ap_r"].mean()) if len(keep) else math.nan,
+                "n_queries": int(len(keep)), "n_excluded": int(len(labels) - len(keep))})
+    if per_query:
+        out["_per_query"] = {"index": keep, "label": labels[keep], "hit@1": r["topk_rel"][:, 0].astype(float),
+                             "rr": rr, "first_rank": r["first_rank"], "topk": r["topk"]}
+    return out
+
+
+def cmc(first_rank: np.ndarray, max_rank: int = 20) -> np.ndarray:
+    """Cumulative match characteristic: fraction of queries whose first correct match is within rank r."""
+    return np.array([(first_rank <= r).mean() for r in range(1, max_rank + 1)])
+
+
+# --------------------------------------------------------------------------- clustering
+def clustering(emb: np.ndarray, labels: np.ndarray, seed: int = 42, niter: int = 25) -> dict:
+    """k-means (faiss, k = number of identities) against identity labels: NMI, ARI, purity."""
+    import faiss
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    labels = np.asarray(labels)
+    k = len(np.unique(labels))
+    x = np.ascontiguousarray(emb, dtype=np.float32)
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1,
+                      max_points_per_centroid=100000)
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    assign = assign[:, 0]
+    return {"nmi": float(normalized_mutual_info_score(labels, assign)),
+            "ari": float(adjusted_rand_score(labels, assign)), "purity": purity(labels, assign),
+            "k": int(k)}
+
+
+def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Fraction of samples that belong to their cluster's majority identity."""
+    total = 0
+    for c in np.unique(clusters):
+        _, counts = np.unique(np.asarray(labels)[clusters == c], return_counts=True)
+        total += counts.max()
+    return float(total / len(labels))
+
+
+# --------------------------------------------------------------------------- pair ranking
+def sample_pairs(labels: np.ndarray, n: int, seed: int = 42) -> np.ndarray:
+    """n/2 positive and n/2 negative pairs (with replacement) as rows (i, j, is_same). Random pairs of a
+    large set are almost all negatives, so the classes are sampled separately (seed 6.2 C)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    multi = np.flatnonzero(counts[inv] > 1)
+    half = n // 2
+    a = rng.choice(multi, half)
+    groups = {l: np.flatnonzero(labels == l) for l in np.unique(labels[multi])}
+    b = np.array([rng.choice(groups[labels[i]][groups[labels[i]] != i]) for i in a], dtype=np.int64)
+    na = rng.integers(0, len(labels), half * 2)
+    nb = rng.integers(0, len(labels), half * 2)
+    ok = labels[na] != labels[nb]
+    na, nb = na[ok][:half], nb[ok][:half]
+    return np.concatenate([np.c_[a, b, np.ones(len(a), np.int64)], np.c_[na, nb, np.zeros(len(na), np.int64)]])
+
+
+def roc(scores: np.ndarray, is_same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds), one point per distinct score, highest threshold first."""
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(is_same).astype(bool)
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(y)[last]
+    fps = np.cumsum(~y)[last]
+    tpr = np.r_[0.0, tps / max(y.sum(), 1)]
+    fpr = np.r_[0.0, fps / max((~y).sum(), 1)]
+    return fpr, tpr, np.r_[np.inf, s[last]]
+
+
+def eer(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Equal error rate: where FPR = FNR on the ROC, linearly interpolated between points."""
+    fnr = 1 - tpr
+    d = fpr - fnr
+    i = int(np.flatnonzero(d >= 0)[0])
+    if i == 0 or d[i] == 0:
+        return float(fpr[i])
+    t = d[i - 1] / (d[i - 1] - d[i])
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def tar_at_far(scores: np.ndarray, is_same: np.ndarray, far: float) -> float:
+    """True-accept rate at the threshold that accepts at most `far` of the negatives (score > t).
+
+    NaN when there are fewer than 1/far negatives: that FAR cannot be measured on this sample.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(is_same).astype(bool)
+    neg = np.sort(s[~y])[::-1]
+    if len(neg) < 1.0 / far or not y.any():
+        return math.nan
+    allowed = int(math.floor(far * len(neg) + 1e-9))
+    t = neg[allowed] if allowed < len(neg) else -np.inf
+    return float((s[y] > t).mean())
+
+
+def pair_ranking(scores: np.ndarray, is_same: np.ndarray, fars=FARS) -> dict:
+    """ROC-AUC (Mann-Whitney), EER, Spearman and TAR at fixed FARs for scored pairs."""
+    from scipy.stats import rankdata, spearmanr
+
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(is_same).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    ranks = rankdata(s)
+    auc = (ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg) if n_pos and n_neg else math.nan
+    fpr, tpr, _ = roc(s, y)
+    out = {"roc_auc": float(auc), "eer": eer(fpr, tpr), "spearman": float(spearmanr(s, y.astype(float))[0]),
+           "n_pos": n_pos, "n_neg": n_neg}
+    for far in fars:
+        out[f"tar@far={far:.0e}".replace("e-0", "e-")] = tar_at_far(s, y, far)
+    return out
+
+
+# --------------------------------------------------------------------------- triplets and overfitting
+def triplets(emb: np.ndarray, labels: np.ndarray, n: int = 20000, seed: int = 42) -> dict:
+    """Random (anchor, positive, negative) triplets: violation = negative at least as similar as positive."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    multi = np.flatnonzero(counts[inv] > 1)
+    groups = {l: np.flatnonzero(labels == l) for l in np.unique(labels)}
+    a = rng.choice(multi, n)
+    p = np.array([rng.choice(groups[labels[i]][groups[labels[i]] != i]) for i in a])
+    neg = rng.integers(0, len(labels), n)
+    bad = labels[neg] == labels[a]
+    while bad.any():
+        neg[bad] = rng.integers(0, len(labels), int(bad.sum()))
+        bad = labels[neg] == labels[a]
+    sp = (emb[a] * emb[p]).sum(1)
+    sn = (emb[a] * emb[neg]).sum(1)
+    return {"violation_rate": float((sn >= sp).mean()), "avg_margin": float((sp - sn).mean()), "n": int(n)}
+
+
+def sample_by_identity(labels: np.ndarray, n: int, seed: int = 42) -> np.ndarray:
+    """Indices of whole identities, drawn at random until about n images: every sampled image can query."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(np.unique(labels))
+    out, total = [], 0
+    for l in ids:
+        idx = np.flatnonzero(labels == l)
+        if len(idx) < 2:
+            continue
+        out.append(idx)
+        total += len(idx)
+        if total >= n:
+            break
+    return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
+
+
+def overfitting(train_emb, train_labels, test_emb, test_labels, n: int = 2000, seed: int = 42) -> dict:
+    """Recall@1 on about n train images vs about n test images (whole identities each)."""
+    a = sample_by_identity(train_labels, n, seed)
+    b = sample_by_identity(test_labels, n, seed)
+    tr = retrieval(train_emb[a], np.asarray(train_labels)[a], ks=(1,))["recall@1"]
+    te = retrieval(test_emb[b], np.asarray(test_labels)[b], ks=(1,))["recall@1"]
+    return {"train_recall@1": tr, "test_recall@1": te, "gap": tr - te, "n_train": int(len(a)), "n_test": int(len(b))}
+
+
+# --------------------------------------------------------------------------- robustness
+def robustness(clean: np.ndarray, degraded: dict[str, np.ndarray], labels: np.ndarray) -> dict:
+    """Per degradation: mean similarity drop 1 - cos(clean_i, degraded_i) and the Recall@1 drop when the
+    degraded images query the clean gallery (their own clean copy excluded)."""
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    base = rank_queries(clean, labels, clean, labels, exclude=idx, k=1)
+    has = base["n_rel"] > 0
+    clean_r1 = float(base["topk_rel"][has, 0].mean()) if has.any() else math.nan
+    out = {"clean_recall@1": clean_r1}
+    for name, d in degraded.items():
+        r = rank_queries(d, labels, clean, labels, exclude=idx, k=1)
+        r1 = float(r["topk_rel"][has, 0].mean()) if has.any() else math.nan
+        out[name] = {"sim_drop": float((1 - (clean * d).sum(1)).mean()), "recall@1": r1,
+                     "recall@1_drop": clean_r1 - r1}
+    return out
+
+
+# --------------------------------------------------------------------------- open-set identification
+def open_set_split(labels: np.ndarray, gallery_frac: float = 0.5, seed: int = 42) -> dict:
+    """Enrol `gallery_frac` of the identities with ~half of their images; the rest of their images are
+    mated probes and every image of the other identities is a non-mated probe."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(np.unique(labels))
+    enrolled = set(ids[: int(round(gallery_frac * len(ids)))].tolist())
+    gallery, mated, nonmated = [], [], []
+    for l in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == l))
+        if l in enrolled and len(idx) >= 2:
+            g = max(1, len(idx) // 2)
+            gallery += idx[:g].tolist()
+            mated += idx[g:].tolist()
+        elif l not in enrolled:
+            nonmated += idx.tolist()
+    return {"gallery": np.sort(gallery).astype(np.int64), "mated": np.sort(mated).astype(np.int64),
+            "nonmated": np.sort(nonmated).astype(np.int64)}
+
+
+def open_set_scores(emb: np.ndarray, labels: np.ndarray, split: dict) -> dict:
+    """Top-1 gallery match per probe: its score and whether it is the right identity."""
+    labels = np.asarray(labels)
+    g = split["gallery"]
+    out = {}
+    for kind in ("mated", "nonmated"):
+        p = split[kind]
+        if len(p) == 0:
+            out[kind] = {"score": np.zeros(0), "correct": np.zeros(0, bool), "label": np.zeros(0, np.int64)}
+            continue
+        r = rank_queries(emb[p], labels[p], emb[g], labels[g], k=1)
+        top = r["topk"][:, 0]
+        out[kind] = {"score": (emb[p] * emb[g][top]).sum(1), "correct": labels[g][top] == labels[p],
+                     "label": labels[p]}
+    return out
+
+
+def dir_at_far(mated_score, mated_correct, nonmated_score, far: float) -> float:
+    """Detection-and-identification rate: mated probes whose top-1 is right and scores above the
+    threshold at which at most `far` of the non-mated probes raise an alarm. NaN if too few non-mated."""
+    neg = np.sort(np.asarray(nonmated_score, dtype=np.float64))[::-1]
+    if len(neg) < 1.0 / far or len(mated_score) == 0:
+        return math.nan
+    allowed = int(math.floor(far * len(neg) + 1e-9))
+    t = neg[allowed] if allowed < len(neg) else -np.inf
+    return float((np.asarray(mated_correct) & (np.asarray(mated_score) > t)).mean())
+
+
+def open_set(emb: np.ndarray, labels: np.ndarray, gallery_frac: float = 0.5, seed: int = 42,
+             fars=(1e-2, 1e-3)) -> dict:
+    split = open_set_split(labels, gallery_frac, seed)
+    s = open_set_scores(emb, labels, split)
+    out = {"rank1_identification": float(s["mated"]["correct"].mean()) if len(split["mated"]) else math.nan,
+           "n_gallery": int(len(split["gallery"])), "n_mated": int(len(split["mated"])),
+           "n_nonmated": int(len(split["nonmated"]))}
+    for far in fars:
+        out[f"dir@far={far:.0e}".replace("e-0", "e-")] = dir_at_far(s["mated"]["score"], s["mated"]["correct"],
+                                                                    s["nonmated"]["score"], far)
+    return out
+
+
+# --------------------------------------------------------------------------- bootstrap
+def bootstrap_ci(per_query: dict, pair_scores: np.ndarray, pairs: np.ndarray, labels: np.ndarray,
+                 open_scores: dict | None = None, n: int = 200, seed: int = 42, level: float = 0.95) -> dict:
+    """95% intervals for the headline metrics, resampling identities with replacement.
+
+    Retrieval: queries weighted by how often their identity is drawn. Pairs: each pair belongs to the
+    identity of its first image. Open set: mated and non-mated probes by their identity.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    uniq = np.unique(labels)
+    q_lab = per_query["label"]
+    p_lab = labels[pairs[:, 0]]
+    y = pairs[:, 2].astype(bool)
+    stats: dict[str, list[float]] = {k: [] for k in ("recall@1", "mrr", "roc_auc", "eer", "tar@far=1e-3",
+                                                     "dir@far=1e-2")}
+    for _ in range(n):
+        draw = rng.choice(uniq, len(uniq))
+        ids, counts = np.unique(draw, return_counts=True)
+        w = np.zeros(int(uniq.max()) + 1)
+        w[ids] = counts
+        wq = w[q_lab]
+        if wq.sum():
+            stats["recall@1"].append(float((per_query["hit@1"] * wq).sum() / wq.sum()))
+            stats["mrr"].append(float((per_query["rr"] * wq).sum() / wq.sum()))
+        rep = np.repeat(np.arange(len(pairs)), w[p_lab].astype(int))
+        if y[rep].any() and (~y[rep]).any():
+            m = pair_ranking(pair_scores[rep], y[rep], fars=(1e-3,))
+            stats["roc_auc"].append(m["roc_auc"])
+            stats["eer"].append(m["eer"])
+            stats["tar@far=1e-3"].append(m["tar@far=1e-3"])
+        if open_scores is not None:
+            mi = np.repeat(np.arange(len(open_scores["mated"]["label"])), w[open_scores["mated"]["label"]].astype(int))
+            ni = np.repeat(np.arange(len(open_scores["nonmated"]["label"])),
+                           w[open_scores["nonmated"]["label"]].astype(int))
+            stats["dir@far=1e-2"].append(dir_at_far(open_scores["mated"]["score"][mi],
+                                                    open_scores["mated"]["correct"][mi],
+                                                    open_scores["nonmated"]["score"][ni], 1e-2))
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    out = {}
+    for k, v in stats.items():
+        v = np.array([x for x in v if not math.isnan(x)])
+        out[k] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if len(v) else [math.nan, math.nan]
+    return out

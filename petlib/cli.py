@@ -25,6 +25,20 @@ def _data(a) -> int:
     return 0
 
 
+def _train(a) -> int:
+    from .train import summary, train_model
+
+    p = load_params(a.params, a.set)
+    models = a.model or [m.name for m in p.models]
+    species = a.species or p.data.species
+    for m in models:
+        for s in species:
+            r = train_model(p, m, s, resume=a.resume)
+            if r.history["epochs"] and int(__import__("os").environ.get("RANK", "0")) == 0:
+                print(f"{m}-{s}: {summary(r.history)}")
+    return 0
+
+
 def _synth(a) -> int:
     from .synth import generate
 
@@ -32,7 +46,7 @@ def _synth(a) -> int:
     return 0
 
 
-COMMANDS = {"study": _study, "data": _data, "synth": _synth}
+COMMANDS = {"study": _study, "data": _data, "train": _train, "synth": _synth}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", nargs="+", metavar="NAME", help="notebooks or task keys to run (and what they need)")
     sp.add_argument("--force", action="store_true", help="re-run tasks whose inputs are unchanged")
     with_params("data", "generate/scan and split the study's data; print its statistics")
+    sp = with_params("train", "train models (also under torchrun --nproc_per_node=N for several GPUs)")
+    sp.add_argument("--model", action="append", help="model name from the params (default: all)")
+    sp.add_argument("--species", action="append", help="species (default: all in the params)")
+    sp.add_argument("--resume", action="store_true", help="continue from <run>/last_checkpoint.pt")
     sp = sub.add_parser("synth", help="write a synthetic pet-face data set")
     sp.add_argument("out_dir")
     sp.add_argument("--species", default="cat", choices=["cat", "dog"])
@@ -65,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ParamsError, DataError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (ParamsError, DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
         print(f"petface {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

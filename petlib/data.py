@@ -101,11 +101,7 @@ class IdentityIndex:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def fingerprint(self) -> str:
-        """Hash of relative paths and file sizes: cheap, and changes when any file is added, removed or resized."""
-        h = hashlib.sha256()
-        for p in self.paths:
-            h.update(f"{p.relative_to(self.root).as_posix()}\t{p.stat().st_size}\n".encode())
-        return h.hexdigest()[:16]
+        return fingerprint(self.root, self.paths)
 
     def subset(self, identities: Iterable[str]) -> "IdentityIndex":
         keep = set(identities)
@@ -114,6 +110,14 @@ class IdentityIndex:
         rows = [(p, new_label[int(l)]) for p, l in zip(self.paths, self.labels) if int(l) in new_label]
         return IdentityIndex(self.root, [p for p, _ in rows], np.array([l for _, l in rows], dtype=np.int64),
                              names, [])
+
+
+def fingerprint(root: Path, paths: Sequence[Path]) -> str:
+    """Hash of relative paths and file sizes: cheap, and changes when any file is added, removed or resized."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{Path(p).relative_to(root).as_posix()}\t{Path(p).stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def _is_hidden(p: Path) -> bool:
@@ -321,21 +325,22 @@ class FaceDataset:
 
 
 # --------------------------------------------------------------------------- pairs
-def make_pairs(labels: np.ndarray, n_pos: int = 2500, n_neg: int = 2500, seed: int = 42) -> np.ndarray:
-    """Deterministic verification pairs (seed 3.5) as an int array of rows (i, j, is_same).
+def make_pairs(labels: np.ndarray, n_pairs: int = 2500, seed: int = 42) -> np.ndarray:
+    """Deterministic, balanced verification pairs (seed 3.5) as an int array of rows (i, j, is_same).
 
-    Positives are drawn without replacement from all same-identity pairs (all of them if fewer exist);
-    negatives are distinct random pairs of different identities.
+    n positives are drawn without replacement from all same-identity pairs and n negatives are distinct
+    random pairs of different identities, n = min(n_pairs, positive pairs available): a small split
+    gets fewer pairs but stays 50/50, so accuracy 0.5 remains the chance level.
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(labels == l) for l in np.unique(labels)]
     pos = np.array([(a, b) for g in groups for k, a in enumerate(g) for b in g[k + 1:]], dtype=np.int64).reshape(-1, 2)
-    if len(pos) > n_pos:
-        pos = pos[np.sort(rng.choice(len(pos), n_pos, replace=False))]
+    if len(pos) > n_pairs:
+        pos = pos[np.sort(rng.choice(len(pos), n_pairs, replace=False))]
     n = len(labels)
     n_neg_possible = (n * (n - 1) - sum(len(g) * (len(g) - 1) for g in groups)) // 2
-    n_neg = min(n_neg, n_neg_possible)
+    n_neg = min(len(pos), n_neg_possible)
     seen: set[tuple[int, int]] = set()
     neg: list[tuple[int, int]] = []
     while len(neg) < n_neg:
@@ -350,8 +355,7 @@ def make_pairs(labels: np.ndarray, n_pos: int = 2500, n_neg: int = 2500, seed: i
                 if len(neg) == n_neg:
                     break
     neg_arr = np.array(neg, dtype=np.int64).reshape(-1, 2)
-    out = np.concatenate([np.c_[pos, np.ones(len(pos), np.int64)], np.c_[neg_arr, np.zeros(len(neg_arr), np.int64)]])
-    return out
+    return np.concatenate([np.c_[pos, np.ones(len(pos), np.int64)], np.c_[neg_arr, np.zeros(len(neg_arr), np.int64)]])
 
 
 def skipped_summary(skipped: list[tuple[str, str]], first: int = 5) -> dict:

@@ -68,3 +68,30 @@ def denormalize(t) -> np.ndarray:
     a = np.asarray(t.detach().cpu() if hasattr(t, "detach") else t, dtype=np.float32).transpose(1, 2, 0)
     a = a * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)
     return (np.clip(a, 0, 1) * 255).astype(np.uint8)
+
+
+def training_curves(history: dict, title: str = "", path=None):
+    """Loss, LR per parameter group, ArcFace margin and val accuracy per epoch (the `02_train` figure)."""
+    ep = [e["epoch"] for e in history["epochs"]]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    axes[0].plot(ep, [e["loss"] for e in history["epochs"]], marker="o")
+    axes[0].set_title("train loss (ArcFace CE)")
+    for g in history["epochs"][0]["lr"]:
+        axes[1].plot(ep, [e["lr"][g] for e in history["epochs"]], marker=".", label=g)
+    axes[1].set_yscale("log")
+    axes[1].legend()
+    axes[1].set_title("learning rate (end of epoch)")
+    axes[2].plot(ep, [e["margin"] for e in history["epochs"]], marker=".")
+    axes[2].set_title("ArcFace margin")
+    val = [(e["epoch"], e["val"]["accuracy"]) for e in history["epochs"] if e["val"]]
+    if val:
+        axes[3].plot(*zip(*val), marker="o", label="trained")
+    if history.get("untrained_val"):
+        axes[3].axhline(history["untrained_val"]["accuracy"], color="grey", ls="--", label="untrained")
+    axes[3].set_title("val verification accuracy")
+    axes[3].legend()
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

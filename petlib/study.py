@@ -30,6 +30,7 @@ KERNEL_NAME = "petface-study"
 # notebook -> how it expands: "study" (once) or "run" (once per model x species), and what it needs.
 PLAN = {
     "01_data": ("study", []),
+    "02_train": ("run", ["01_data"]),
 }
 
 

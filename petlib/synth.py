@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-VERSION = 1
+VERSION = 2
 SPECIES_CODE = {"cat": 1, "dog": 2}
 
 # Fur colour families (RGB) and pattern types. Families, not single colours: members of a look-alike
@@ -248,8 +248,8 @@ def render(t: Traits, image_size: int, rng: np.random.Generator) -> np.ndarray:
     openness = float(1.0 if rng.random() < 0.75 else rng.uniform(0.2, 1.0))
     face, alpha = _draw_face(t, S, yaw, openness)
     ang = rng.uniform(-20, 20)
-    scale = rng.uniform(0.85, 1.12)
-    tx, ty = rng.uniform(-0.07, 0.07, 2) * S
+    scale = rng.uniform(1.2, 1.45)  # aligned crops: the face fills most of the frame
+    tx, ty = rng.uniform(-0.06, 0.06, 2) * S
     M = cv2.getRotationMatrix2D((S / 2, S / 2), ang, scale)
     M[:, 2] += (tx, ty)
     face = cv2.warpAffine(face, M, (S, S), flags=cv2.INTER_LINEAR)

@@ -65,3 +65,10 @@ def test_missing_and_broken_file(tmp_path):
     f.write_text("a: [1, 2")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(f)
+
+
+def test_float_written_without_dot_is_accepted():
+    p = params_from_dict({"models": [{"name": "a", "lr": "1e-3"}]})
+    assert p.models[0].lr == 1e-3
+    with pytest.raises(ParamsError, match="lr"):
+        params_from_dict({"models": [{"name": "a", "lr": "fast"}]})

@@ -140,21 +140,21 @@ def test_decompression_bomb_refused(tmp_path):
 # ------------------------------------------------------------------ pairs and datasets
 def test_pairs_deterministic_and_valid():
     labels = np.repeat(np.arange(50), 4)
-    a = data.make_pairs(labels, 100, 120, seed=5)
-    b = data.make_pairs(labels, 100, 120, seed=5)
+    a = data.make_pairs(labels, 100, seed=5)
+    b = data.make_pairs(labels, 100, seed=5)
     assert (a == b).all()
     pos, neg = a[a[:, 2] == 1], a[a[:, 2] == 0]
-    assert len(pos) == 100 and len(neg) == 120
+    assert len(pos) == 100 and len(neg) == 100
     assert (labels[pos[:, 0]] == labels[pos[:, 1]]).all() and (pos[:, 0] != pos[:, 1]).all()
     assert (labels[neg[:, 0]] != labels[neg[:, 1]]).all()
-    assert len({tuple(r) for r in neg[:, :2]}) == 120
-    assert not (data.make_pairs(labels, 100, 120, seed=6) == a).all()
+    assert len({tuple(r) for r in neg[:, :2]}) == 100 and len({tuple(r) for r in pos[:, :2]}) == 100
+    assert not (data.make_pairs(labels, 100, seed=6) == a).all()
 
 
-def test_pairs_when_fewer_exist():
+def test_pairs_stay_balanced_when_positives_are_scarce():
     labels = np.array([0, 0, 1, 1, 2])
-    p = data.make_pairs(labels, 2500, 2500)
-    assert (p[:, 2] == 1).sum() == 2 and (p[:, 2] == 0).sum() == 8
+    p = data.make_pairs(labels, 2500)
+    assert (p[:, 2] == 1).sum() == 2 and (p[:, 2] == 0).sum() == 2
 
 
 def test_dataset_augmentation_is_seeded_per_epoch_and_index(tiny_synth):

@@ -1,0 +1,209 @@
+"""Every metric against an independent computation: scikit-learn, brute-force loops, hand-computed cases."""
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score
+
+from petlib import bench
+
+
+def _emb(n_ids=25, per=(1, 5), dim=16, noise=0.7, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_ids, dim))
+    labels = np.concatenate([[i] * rng.integers(per[0], per[1] + 1) for i in range(n_ids)])
+    x = centres[labels] + noise * rng.normal(size=(len(labels), dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def _brute_retrieval(emb, labels):
+    """Loops over a full similarity matrix: the reference for recall@k, MRR, NDCG@10, mAP@R."""
+    n = len(labels)
+    sims = emb @ emb.T
+    out = {"r1": [], "r5": [], "r10": [], "mrr": [], "ndcg": [], "map": []}
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        rel_total = sum(labels[j] == labels[i] for j in others)
+        if rel_total == 0:
+            continue
+        ranked = sorted(others, key=lambda j: (-sims[i, j], j))
+        rel = [labels[j] == labels[i] for j in ranked]
+        for k in (1, 5, 10):
+            out[f"r{k}"].append(any(rel[:k]))
+        out["mrr"].append(1.0 / (rel.index(True) + 1))
+        dcg = sum(r / math.log2(p + 2) for p, r in enumerate(rel[:10]))
+        idcg = sum(1 / math.log2(p + 2) for p in range(min(rel_total, 10)))
+        out["ndcg"].append(dcg / idcg)
+        hits, ap = 0, 0.0
+        for p in range(rel_total):
+            if rel[p]:
+                hits += 1
+                ap += hits / (p + 1)
+        out["map"].append(ap / rel_total)
+    return {k: float(np.mean(v)) for k, v in out.items()}, len(out["mrr"])
+
+
+def test_retrieval_matches_brute_force():
+    emb, labels = _emb()
+    got = bench.retrieval(emb, labels)
+    ref, nq = _brute_retrieval(emb, labels)
+    assert got["n_queries"] == nq and got["n_excluded"] == len(labels) - nq
+    for a, b in [("recall@1", "r1"), ("recall@5", "r5"), ("recall@10", "r10"), ("mrr", "mrr"),
+                 ("ndcg@10", "ndcg"), ("map@r", "map")]:
+        assert got[a] == pytest.approx(ref[b], abs=1e-9), a
+
+
+def test_retrieval_chunking_does_not_change_results():
+    emb, labels = _emb(40, seed=3)
+    idx = np.arange(len(labels))
+    a = bench.rank_queries(emb, labels, emb, labels, exclude=idx, k=10, chunk=7)
+    b = bench.rank_queries(emb, labels, emb, labels, exclude=idx, k=10, chunk=1000)
+    for k in ("first_rank", "n_rel", "topk_rel", "ap_r", "topk"):
+        assert np.array_equal(a[k], b[k]), k
+
+
+def test_retrieval_hand_case():
+    # four 1-d "embeddings": ids A A B B at +1, +0.9, -0.9... normalised 2-d vectors
+    emb = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1]], dtype=np.float32)
+    labels = np.array([0, 1, 0, 1])
+    r = bench.retrieval(emb, labels, ks=(1,))
+    # query0: nearest is 1 (wrong), then 2 (right): rr 1/2 ; query1: nearest 2 (0.96, wrong), then 0 (0.8), 3 (0.6, right): rr 1/3
+    # query2: nearest 1 (0.96 wrong), 3 (0.8 wrong), 0 (0.6 right): rr 1/3 ; query3: nearest 2 (0.8 wrong), 1 (0.6 right): rr 1/2
+    assert r["recall@1"] == 0.0
+    assert r["mrr"] == pytest.approx((1 / 2 + 1 / 3 + 1 / 3 + 1 / 2) / 4)
+
+
+def test_clustering_against_sklearn_and_purity_hand_case():
+    emb, labels = _emb(12, per=(4, 6), noise=0.2)
+    got = bench.clustering(emb, labels, seed=1)
+    assert got["nmi"] > 0.9 and got["k"] == 12
+    # purity by hand: clusters [0,0,1] and [1,1,1,0] -> (2 + 3) / 7
+    assert bench.purity(np.array([0, 0, 1, 1, 1, 1, 0]), np.array([5, 5, 5, 9, 9, 9, 9])) == pytest.approx(5 / 7)
+
+
+def test_clustering_scores_equal_sklearn_on_the_same_assignment(monkeypatch):
+    emb, labels = _emb(10, per=(3, 5), noise=0.9, seed=5)
+    import faiss
+    captured = {}
+    real = faiss.Kmeans
+
+    class Spy(real):
+        def train(self, x, *a, **k):
+            r = super().train(x, *a, **k)
+            captured["assign"] = self.index.search(x, 1)[1][:, 0]
+            return r
+    monkeypatch.setattr(faiss, "Kmeans", Spy)
+    got = bench.clustering(emb, labels, seed=2)
+    a = captured["assign"]
+    assert got["nmi"] == pytest.approx(normalized_mutual_info_score(labels, a))
+    assert got["ari"] == pytest.approx(adjusted_rand_score(labels, a))
+
+
+def test_pair_ranking_auc_against_sklearn_and_spearman():
+    rng = np.random.default_rng(0)
+    y = rng.random(500) < 0.4
+    s = np.round(rng.normal(y * 0.8, 1.0), 2)  # rounding creates ties
+    got = bench.pair_ranking(s, y)
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(y, s))
+    from scipy.stats import spearmanr
+    assert got["spearman"] == pytest.approx(spearmanr(s, y)[0])
+
+
+def test_eer_hand_case():
+    # positives 0.9 0.8 0.3, negatives 0.7 0.2 0.1: at t in (0.3, 0.7]: FNR 1/3, FPR 0... at t in (0.2,0.3]: FNR 0, FPR 1/3
+    # ROC points: (0,0),(0,1/3),(0,2/3),(1/3,2/3),(1/3,1),(2/3,1),(1,1); FPR=FNR crosses between (0,2/3) and (1/3,2/3)
+    # d = FPR - FNR: -1/3 at (0,2/3), 0 at (1/3,2/3) -> EER = 1/3
+    s = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.1])
+    y = np.array([1, 1, 1, 0, 0, 0], bool)
+    assert bench.pair_ranking(s, y)["eer"] == pytest.approx(1 / 3)
+    # perfectly separated -> EER 0
+    assert bench.pair_ranking(np.array([0.9, 0.8, 0.1, 0.0]), np.array([1, 1, 0, 0], bool))["eer"] == 0.0
+
+
+def test_tar_at_far_hand_case_and_nan():
+    neg = np.linspace(0, 0.99, 100)  # 100 negatives: FAR 1e-2 allows one false accept -> threshold 0.98
+    pos = np.array([0.985, 0.99, 0.5, 0.999])
+    s = np.r_[pos, neg]
+    y = np.r_[np.ones(4, bool), np.zeros(100, bool)]
+    assert bench.tar_at_far(s, y, 1e-2) == pytest.approx(3 / 4)  # 0.985, 0.99, 0.999 > 0.98
+    assert math.isnan(bench.tar_at_far(s, y, 1e-3)), "100 negatives cannot measure FAR 1e-3"
+    r = bench.pair_ranking(s, y)
+    assert math.isnan(r["tar@far=1e-3"]) and math.isnan(r["tar@far=1e-4"])
+
+
+def test_triplets_hand_case():
+    emb = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1])
+    r = bench.triplets(emb, labels, n=4000, seed=0)
+    # enumerate every (a, p, n) triplet by hand: anchors 0..3, single positive each, two negatives each
+    viol, margins = [], []
+    for a in range(4):
+        p = [i for i in range(4) if labels[i] == labels[a] and i != a][0]
+        for n in [i for i in range(4) if labels[i] != labels[a]]:
+            sp, sn = emb[a] @ emb[p], emb[a] @ emb[n]
+            viol.append(sn >= sp)
+            margins.append(sp - sn)
+    assert r["violation_rate"] == pytest.approx(np.mean(viol), abs=0.03)
+    assert r["avg_margin"] == pytest.approx(np.mean(margins), abs=0.03)
+
+
+def test_overfitting_gap():
+    tr, trl = _emb(30, noise=0.1, seed=1)
+    te, tel = _emb(30, noise=1.5, seed=2)
+    r = bench.overfitting(tr, trl, te, tel, n=60)
+    assert r["train_recall@1"] > r["test_recall@1"] and r["gap"] == pytest.approx(r["train_recall@1"] - r["test_recall@1"])
+    assert r["n_train"] >= 60
+
+
+def test_dir_at_far_hand_case():
+    mated_score = np.array([0.9, 0.8, 0.6, 0.95])
+    mated_correct = np.array([True, True, True, False])
+    non = np.linspace(0.0, 0.7, 100)  # FAR 1e-2 -> threshold is the 2nd highest non-mated score
+    t = np.sort(non)[::-1][1]
+    expect = np.mean(mated_correct & (mated_score > t))
+    assert bench.dir_at_far(mated_score, mated_correct, non, 1e-2) == pytest.approx(expect) == pytest.approx(0.5)
+    assert math.isnan(bench.dir_at_far(mated_score, mated_correct, non, 1e-3))
+
+
+def test_open_set_split_is_disjoint_and_sensible():
+    emb, labels = _emb(40, per=(3, 6), noise=0.3)
+    sp = bench.open_set_split(labels, 0.5, seed=0)
+    assert not set(sp["gallery"]) & set(sp["mated"]) and not set(sp["nonmated"]) & set(sp["gallery"])
+    assert set(labels[sp["mated"]]) <= set(labels[sp["gallery"]])
+    assert not set(labels[sp["nonmated"]]) & set(labels[sp["gallery"]])
+    r = bench.open_set(emb, labels, 0.5, seed=0)
+    assert r["rank1_identification"] > 0.8
+
+
+def test_robustness_drops():
+    emb, labels = _emb(20, per=(3, 4), noise=0.3)
+    rng = np.random.default_rng(0)
+    noisy = emb + 0.8 * rng.normal(size=emb.shape).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    r = bench.robustness(emb, {"same": emb.copy(), "noisy": noisy}, labels)
+    assert r["same"]["sim_drop"] == pytest.approx(0, abs=1e-6) and r["same"]["recall@1_drop"] == 0
+    assert r["noisy"]["sim_drop"] > 0.1 and r["noisy"]["recall@1_drop"] > 0
+    manual = float((1 - (emb * noisy).sum(1)).mean())
+    assert r["noisy"]["sim_drop"] == pytest.approx(manual)
+
+
+def test_sample_pairs_balanced():
+    _, labels = _emb(30)
+    p = bench.sample_pairs(labels, 1000, seed=1)
+    pos, neg = p[p[:, 2] == 1], p[p[:, 2] == 0]
+    assert len(pos) == len(neg) == 500
+    assert (labels[pos[:, 0]] == labels[pos[:, 1]]).all() and (pos[:, 0] != pos[:, 1]).all()
+    assert (labels[neg[:, 0]] != labels[neg[:, 1]]).all()
+
+
+def test_bootstrap_intervals_contain_the_estimate():
+    emb, labels = _emb(40, per=(3, 6), noise=0.8)
+    r = bench.retrieval(emb, labels, per_query=True)
+    pairs = bench.sample_pairs(labels, 2000)
+    scores = (emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1)
+    os_ = bench.open_set_scores(emb, labels, bench.open_set_split(labels))
+    ci = bench.bootstrap_ci(r["_per_query"], scores, pairs, labels, os_, n=100)
+    assert ci["recall@1"][0] <= r["recall@1"] <= ci["recall@1"][1]
+    assert ci["recall@1"][1] - ci["recall@1"][0] > 0
+    auc = bench.pair_ranking(scores, pairs[:, 2])["roc_auc"]
+    assert ci["roc_auc"][0] <= auc <= ci["roc_auc"][1]

@@ -1,0 +1,168 @@
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import yaml
+
+from petlib import train
+from petlib.config import load_params
+from petlib.train import lr_factor, margin_at
+
+
+# ------------------------------------------------------------------ schedules
+def test_lr_schedule_values():
+    total, warm, r = 100, 10, 0.01
+    assert lr_factor(0, total, warm, r) == pytest.approx(0.1)
+    assert lr_factor(4, total, warm, r) == pytest.approx(0.5)
+    assert lr_factor(9, total, warm, r) == pytest.approx(1.0)
+    assert lr_factor(10, total, warm, r) == pytest.approx(1.0)
+    assert lr_factor(55, total, warm, r) == pytest.approx(r + (1 - r) * 0.5)  # halfway through the cosine
+    assert lr_factor(100, total, warm, r) == pytest.approx(r)
+    xs = [lr_factor(s, total, warm, r) for s in range(warm, total)]
+    assert all(a >= b for a, b in zip(xs, xs[1:])), "cosine part decreases monotonically"
+
+
+def test_margin_schedule_values():
+    assert margin_at(0, 90, 0.4, 1 / 3) == 0.0
+    assert margin_at(15, 90, 0.4, 1 / 3) == pytest.approx(0.2)
+    assert margin_at(30, 90, 0.4, 1 / 3) == pytest.approx(0.4)
+    assert margin_at(89, 90, 0.4, 1 / 3) == pytest.approx(0.4)
+
+
+def test_sampler_depends_only_on_seed_and_epoch():
+    a = train.EpochSampler(20, seed=3)
+    a.set_epoch(2)
+    b = train.EpochSampler(20, seed=3)
+    b.set_epoch(2)
+    assert list(a) == list(b) and sorted(a) == list(range(20))
+    b.set_epoch(3)
+    assert list(a) != list(b)
+    r0, r1 = train.EpochSampler(20, 3, 0, 2), train.EpochSampler(20, 3, 1, 2)
+    assert not set(r0) & set(r1) and len(list(r0)) == 10
+
+
+# ------------------------------------------------------------------ runs on the tiny synthetic set
+def _params(repo, tmp_path, *sets):
+    raw = yaml.safe_load((repo / "params" / "ci.yaml").read_text())
+    raw.update(output_dir=str(tmp_path / "outputs"), reports_dir=str(tmp_path / "reports"))
+    raw["data"]["synth_dir"] = str(tmp_path.parent / "shared-synth")
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return load_params(f, list(sets))
+
+
+@pytest.mark.timeout(900)
+def test_run_writes_the_seeds_artefacts(repo, tmp_path):
+    p = _params(repo, tmp_path)
+    hist = train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None).history
+    run = p.run_dir("mnv3", "cat")
+    for name in train.ARTEFACTS:
+        assert (run / name).is_file(), name
+    assert len(hist["epochs"]) == 2 and hist["untrained_val"] is not None
+    saved = json.loads((run / "history.json").read_text())
+    assert saved == json.loads(json.dumps(hist))
+    e = saved["epochs"][0]
+    assert set(e["lr"]) == {"backbone", "head"} and e["images_per_s"] > 0 and "margin" in e
+    state = torch.load(run / "pet_embedder.pt", weights_only=True)
+    emb, cfg = train.load_run_embedder(run)
+    from petlib.data import load_split
+    assert cfg["num_classes"] == len(load_split(p, "cat", "train").identities)
+    assert set(state) == set(emb.state_dict()) and not any(k.startswith("arcface") for k in state)
+    m = onnx.load(str(run / "pet_embedder.onnx"))
+    onnx.checker.check_model(m, full_check=True)
+    assert m.opset_import[0].version == 18 or any(o.version == 18 for o in m.opset_import)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer), "weights inside"
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta["input_size"] == "64" and meta["channel_order"] == "RGB" and meta["embedding_dim"] == "128"
+    import onnxruntime as ort
+    x = np.random.default_rng(0).normal(size=(4, 3, 64, 64)).astype(np.float32)
+    got = ort.InferenceSession(str(run / "pet_embedder.onnx")).run(None, {"input": x})[0]
+    with torch.no_grad():
+        ref = emb(torch.from_numpy(x)).numpy()
+    assert ((got * ref).sum(1)).min() >= 0.9999
+
+
+@pytest.mark.timeout(900)
+def test_resume_reproduces_an_uninterrupted_run(repo, tmp_path):
+    p = _params(repo, tmp_path, "models.mnv3.epochs=3")
+    full = train.train_model(p, "mnv3", "cat", out_dir=tmp_path / "full", progress=False, log=lambda *_: None).history
+    part = train.train_model(p, "mnv3", "cat", out_dir=tmp_path / "part", progress=False, log=lambda *_: None,
+                             stop_after_epoch=1).history
+    assert len(part["epochs"]) == 1 and not (tmp_path / "part" / "pet_embedder.pt").exists()
+    resumed = train.train_model(p, "mnv3", "cat", out_dir=tmp_path / "part", resume=True, progress=False,
+                                log=lambda *_: None).history
+    strip = lambda h: [{k: v for k, v in e.items() if k not in ("images_per_s", "train_time_s")} for e in h["epochs"]]
+    a, b = strip(full), strip(resumed)
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-6, abs=1e-6)
+        assert x["lr"] == pytest.approx(y["lr"]) and x["margin"] == pytest.approx(y["margin"])
+        assert (x["val"] is None) == (y["val"] is None)
+        if x["val"]:
+            assert x["val"]["accuracy"] == pytest.approx(y["val"]["accuracy"], abs=1e-9)
+    wa = torch.load(tmp_path / "full" / "pet_embedder.pt", weights_only=True)
+    wb = torch.load(tmp_path / "part" / "pet_embedder.pt", weights_only=True)
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-5) for k in wa)
+
+
+@pytest.mark.timeout(900)
+def test_non_finite_loss_stops_and_keeps_checkpoint(repo, tmp_path, monkeypatch):
+    p = _params(repo, tmp_path, "models.mnv3.epochs=3")
+    out = tmp_path / "run"
+    train.train_model(p, "mnv3", "cat", out_dir=out, progress=False, log=lambda *_: None, stop_after_epoch=1)
+    before = (out / "last_checkpoint.pt").read_bytes()
+    real = train.arcface_loss
+    calls = {"n": 0}
+
+    def poisoned(logits, y, ls):
+        calls["n"] += 1
+        loss = real(logits, y, ls)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(train, "arcface_loss", poisoned)
+    with pytest.raises(train.TrainingDiverged, match=r"epoch 2, step 2"):
+        train.train_model(p, "mnv3", "cat", out_dir=out, resume=True, progress=False, log=lambda *_: None)
+    assert (out / "last_checkpoint.pt").read_bytes() == before
+
+
+def test_missing_pretrained_file_stops_before_training(repo, tmp_path):
+    p = _params(repo, tmp_path, "models.mnv3.pretrained=/nonexistent/mnv3.safetensors")
+    from petlib.models import PretrainedWeightsError
+    with pytest.raises(PretrainedWeightsError, match="/nonexistent/mnv3.safetensors"):
+        train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None)
+    assert not (p.run_dir("mnv3", "cat") / "last_checkpoint.pt").exists()
+
+
+@pytest.mark.timeout(900)
+def test_ddp_two_cpu_processes_end_identical(repo, tmp_path):
+    p = _params(repo, tmp_path, "train.batch_size=8")
+    from petlib.data import prepare_species
+    prepare_species(p, "cat", progress=False)  # the study's 01_data step, done once before launching ranks
+    f = tmp_path / "resolved.yaml"
+    from petlib.config import dump_params
+    dump_params(p, f)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    import socket
+    with socket.socket() as sock:  # torchrun's --master_port=0 can hang in rendezvous: pick a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                        "--master_addr=127.0.0.1",
+                        str(repo / "tests" / "ddp_worker.py"), str(f), str(out)],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=repo)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = torch.load(out / "rank0.pt", weights_only=True), torch.load(out / "rank1.pt", weights_only=True)
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"ranks differ at {k}"
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["epochs"]) == 2 and all(math.isfinite(e["loss"]) for e in hist["epochs"])
+    assert hist["epochs"][-1]["val"] is not None
+    assert (out / "pet_embedder.onnx").is_file()
