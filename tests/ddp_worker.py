@@ -1,4 +1,7 @@
-"""Run by test_train.py under torchrun (2 CPU processes, gloo): each rank saves its final weights."""
+"""Run by test_train.py under torchrun (2 CPU processes, gloo): each rank saves its final parameters.
+
+BatchNorm running statistics are per-rank buffers (DDP broadcasts rank 0's at each forward), so only
+parameters must agree exactly."""
 import os
 import sys
 
@@ -9,4 +12,4 @@ from petlib.train import train_model
 
 params, out = sys.argv[1], sys.argv[2]
 result = train_model(load_params(params), "mnv3", "cat", out_dir=out, progress=False, log=lambda *_: None)
-torch.save(result.model.state_dict(), os.path.join(out, f"rank{os.environ['RANK']}.pt"))
+torch.save({k: v.detach() for k, v in result.model.named_parameters()}, os.path.join(out, f"rank{os.environ['RANK']}.pt"))
