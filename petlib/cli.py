@@ -39,6 +39,57 @@ def _train(a) -> int:
     return 0
 
 
+def _evaluate(a) -> int:
+    from .evaluate import evaluate_run
+
+    p = load_params(a.params, a.set)
+    for m in a.model or [m.name for m in p.models]:
+        for s in a.species or p.data.species:
+            r = evaluate_run(p, m, s)
+            print(f"{m}-{s}: R@1 {r['retrieval']['recall@1']:.4f}, ROC-AUC {r['ranking']['roc_auc']:.4f}, "
+                  f"EER {r['ranking']['eer']:.4f} -> {p.eval_dir(m, s) / 'metrics.json'}")
+    return 0
+
+
+def _embed(a) -> int:
+    import json
+    from pathlib import Path
+
+    from .config import params_from_dict
+    from .data import load_split
+    from .embed import cached_embeddings, embed_images
+    from .train import load_run_embedder
+
+    run = Path(a.run_dir)
+    embedder, cfg = load_run_embedder(run)
+    p = params_from_dict(cfg["params"], where=str(run / "config.json"))
+    idx = load_split(p, cfg["species"], a.split)
+    out = Path(a.out) if a.out else run / "embeddings.npz"
+    key = f"{a.split}-{'tta' if a.tta else 'plain'}"
+    emb = cached_embeddings(out, key, run / "pet_embedder.pt", idx.paths,
+                            lambda: embed_images(embedder, idx.paths, cfg["image_size"], tta=a.tta, progress=True))
+    print(f"{len(emb)} embeddings of {len(idx.identities)} identities ({a.split}, {key}) in {out} "
+          f"[{json.dumps(list(emb.shape))}]")
+    return 0
+
+
+def _compare(a) -> int:
+    from . import compare
+
+    runs = {}
+    for item in a.runs:
+        if ":" not in item:
+            raise ValueError(f"{item!r}: give NAME:EVAL_DIR (a folder holding metrics.json)")
+        name, d = item.split(":", 1)
+        runs[name] = d
+    metrics = compare.load_all(runs)
+    table = compare.compare(metrics)
+    print(compare.to_markdown(table, list(metrics)))
+    files = compare.write(table, list(metrics), a.out)
+    print(f"written: {files['md']}, {files['csv']}")
+    return 0
+
+
 def _synth(a) -> int:
     from .synth import generate
 
@@ -46,7 +97,8 @@ def _synth(a) -> int:
     return 0
 
 
-COMMANDS = {"study": _study, "data": _data, "train": _train, "synth": _synth}
+COMMANDS = {"study": _study, "data": _data, "train": _train, "evaluate": _evaluate, "embed": _embed,
+            "compare": _compare, "synth": _synth}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", action="append", help="model name from the params (default: all)")
     sp.add_argument("--species", action="append", help="species (default: all in the params)")
     sp.add_argument("--resume", action="store_true", help="continue from <run>/last_checkpoint.pt")
+    sp = with_params("evaluate", "run the seven benchmark categories on trained runs; writes metrics.json")
+    sp.add_argument("--model", action="append", help="model name from the params (default: all)")
+    sp.add_argument("--species", action="append", help="species (default: all in the params)")
+    sp = sub.add_parser("embed", help="embed a split of a trained run (cached by checkpoint, split and TTA)")
+    sp.add_argument("run_dir", help="a training run directory (with config.json and pet_embedder.pt)")
+    sp.add_argument("--split", default="test", choices=["train", "val", "test"])
+    sp.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    sp.add_argument("--out", help="npz file (default: RUN_DIR/embeddings.npz)")
+    sp = sub.add_parser("compare", help="compare evaluated models (seed table 9.2); writes comparison.md/.csv")
+    sp.add_argument("runs", nargs="+", metavar="NAME:EVAL_DIR")
+    sp.add_argument("--out", default=".", help="folder for comparison.md and comparison.csv")
     sp = sub.add_parser("synth", help="write a synthetic pet-face data set")
     sp.add_argument("out_dir")
     sp.add_argument("--species", default="cat", choices=["cat", "dog"])

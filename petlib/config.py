@@ -127,6 +127,7 @@ class EvalParams:
     n_robustness: int = 1000
     n_bootstrap: int = 200
     gallery_frac: float = 0.5
+    compare: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -139,7 +140,7 @@ class StudyParams:
     train: TrainParams = field(default_factory=TrainParams)
     models: list[ModelParams] = field(default_factory=lambda: [ModelParams()])
     eval: EvalParams = field(default_factory=EvalParams)
-    notebooks: list[str] = field(default_factory=lambda: ["01_data"])
+    notebooks: list[str] = field(default_factory=lambda: ["01_data", "02_train", "03_evaluate"])
 
     def validate(self, where: str) -> None:
         self.data.validate(where)
@@ -168,6 +169,12 @@ class StudyParams:
 
     def eval_dir(self, model: str, species: str) -> Path:
         return self.out("eval", f"{model}-{species}")
+
+    def comparison_runs(self) -> dict[str, Path]:
+        """Display name -> evaluation dir: `eval.compare` entries `NAME:DIR`, else every model x species."""
+        if self.eval.compare:
+            return {c.split(":", 1)[0]: Path(c.split(":", 1)[1]) for c in self.eval.compare}
+        return {f"{m.name}-{s}": self.eval_dir(m.name, s) for s in self.data.species for m in self.models}
 
     def model(self, name: str) -> ModelParams:
         for m in self.models:

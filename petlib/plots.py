@@ -18,6 +18,7 @@ def _save(fig, path):
         p = Path(path)
         with atomic_path(p) as tmp:
             fig.savefig(tmp, dpi=110, bbox_inches="tight", format=p.suffix.lstrip(".") or "png")
+        plt.close(fig)  # saved figures are shown from their files; don't also render them inline
     return fig
 
 
@@ -93,5 +94,97 @@ def training_curves(history: dict, title: str = "", path=None):
     for ax in axes:
         ax.set_xlabel("epoch")
     fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def similarity_distribution(pos: np.ndarray, neg: np.ndarray, title: str = "", path=None):
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    bins = np.linspace(-1, 1, 81)
+    ax.hist(neg, bins=bins, alpha=0.6, density=True, label=f"different pet (n={len(neg)})", color="tab:red")
+    ax.hist(pos, bins=bins, alpha=0.6, density=True, label=f"same pet (n={len(pos)})", color="tab:green")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("density")
+    ax.set_title(f"Similarity distribution {title}")
+    ax.legend()
+    return _save(fig, path)
+
+
+def roc_curve(fpr, tpr, auc: float, title: str = "", path=None, ax=None, label=None):
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.5, 4.2))
+    ax.plot(fpr, tpr, label=label or f"AUC = {auc:.4f}")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":")
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(f"ROC {title}")
+    ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def det_curve(fpr, fnr, eer: float, title: str = "", path=None, ax=None, label=None):
+    """Detection error trade-off on log-log axes: the low-FAR corner is where phone apps operate."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.5, 4.2))
+    ok = (fpr > 0) & (fnr > 0)
+    ax.plot(fpr[ok], fnr[ok], label=label or f"EER = {eer:.2%}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("false reject rate")
+    ax.set_title(f"DET {title}")
+    ax.legend(loc="lower left")
+    return _save(fig, path)
+
+
+def cmc_curve(cmc: np.ndarray, title: str = "", path=None):
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    ax.plot(np.arange(1, len(cmc) + 1), cmc, marker="o")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"CMC {title}")
+    return _save(fig, path)
+
+
+def robustness_bars(rob: dict, title: str = "", path=None):
+    names = list(rob)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    axes[0].bar(names, [rob[n]["sim_drop"] for n in names], color="tab:blue")
+    axes[0].set_title("similarity drop (1 - cos(clean, degraded))")
+    axes[1].bar(names, [rob[n]["recall@1_drop"] for n in names], color="tab:orange")
+    axes[1].set_title("Recall@1 drop")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30)
+    fig.suptitle(f"Robustness {title}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def grouped_bars(table, names: list[str], path=None):
+    """One panel per category of the comparison table, one bar per model."""
+    cats = [c for c in dict.fromkeys(table["category"]) if c != "Efficiency"]
+    fig, axes = plt.subplots(1, len(cats), figsize=(3.4 * len(cats), 3.4), squeeze=False)
+    for ax, cat in zip(axes[0], cats):
+        sub = table[table["category"] == cat]
+        x = np.arange(len(sub))
+        w = 0.8 / max(len(names), 1)
+        for i, n in enumerate(names):
+            ax.bar(x + i * w - 0.4 + w / 2, sub[n].astype(float), w, label=n)
+        ax.set_xticks(x)
+        ax.set_xticklabels(sub["metric"], rotation=35, ha="right", fontsize=8)
+        ax.set_title(cat, fontsize=10)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def roc_det_overlay(curves: dict[str, dict], path=None):
+    """ROC and DET curves of several models on shared axes."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for name, c in curves.items():
+        fpr, tpr = np.asarray(c["fpr"]), np.asarray(c["tpr"])
+        roc_curve(fpr, tpr, 0, "", ax=a, label=name)
+        det_curve(fpr, 1 - tpr, 0, "", ax=b, label=name)
+    a.set_title("ROC")
+    b.set_title("DET")
     fig.tight_layout()
     return _save(fig, path)

@@ -31,6 +31,8 @@ KERNEL_NAME = "petface-study"
 PLAN = {
     "01_data": ("study", []),
     "02_train": ("run", ["01_data"]),
+    "03_evaluate": ("run", ["02_train"]),
+    "04_compare": ("study", ["03_evaluate"]),
 }
 
 
@@ -162,7 +164,8 @@ def run_study(params: StudyParams, only: list[str] | None = None, force: bool = 
     report_dir = Path(params.reports_dir) / params.name
     report_dir.mkdir(parents=True, exist_ok=True)
     params_file = report_dir / "params.yaml"
-    params_text = yaml.safe_dump(params_to_dict(params), sort_keys=False)
+    keyed = {k: v for k, v in params_to_dict(params).items() if k != "notebooks"}  # the plan is not an input
+    params_text = yaml.safe_dump(keyed, sort_keys=False)
     dump_params(params, params_file)
     state_path = report_dir / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}

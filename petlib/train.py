@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from . import bench, data
 from .config import StudyParams, params_to_dict
+from .embed import embed_images
 from .io import atomic_path, atomic_write_json
 from .losses import arcface_loss
 from .models import PetFaceEmbedder, PetFaceModel, create_embedder, embedder_from_config
@@ -153,29 +154,10 @@ def teardown(rt: Runtime) -> None:
 
 
 # --------------------------------------------------------------------------- evaluation helper
-@torch.no_grad()
-def embed_paths(embedder: nn.Module, paths, image_size: int, device: torch.device, batch_size: int = 128,
-                num_workers: int = 0, channels_last: bool = False, amp_dtype=None) -> np.ndarray:
-    """Embeddings (N, D) float32 for image files, with the val/test transform."""
-    ds = data.FaceDataset(paths, np.zeros(len(paths), np.int64), data.eval_transforms(image_size))
-    dl = DataLoader(ds, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    was = embedder.training
-    embedder.eval()
-    out = []
-    for x, _ in dl:
-        x = x.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-            out.append(embedder(x).float().cpu())
-    embedder.train(was)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
-
-
 def verification(embedder, index: data.IdentityIndex, pairs: np.ndarray, image_size: int, device, **kw) -> dict:
     """Seed 5.4: embed the images the pairs use, score pairs by cosine, sweep the threshold."""
     used = np.unique(pairs[:, :2])
-    emb = embed_paths(embedder, [index.paths[i] for i in used], image_size, device, **kw)
+    emb = embed_images(embedder, [index.paths[i] for i in used], image_size, device, **kw)
     pos = {int(i): k for k, i in enumerate(used)}
     a = emb[[pos[int(i)] for i in pairs[:, 0]]]
     b = emb[[pos[int(i)] for i in pairs[:, 1]]]

@@ -1,0 +1,126 @@
+"""03_evaluate's engine on a tiny trained run, the embedding cache, and the CLI."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from petlib import embed, evaluate, train
+from petlib.config import load_params
+
+
+@pytest.fixture(scope="module")
+def trained(repo, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    raw = yaml.safe_load((repo / "params" / "ci.yaml").read_text())
+    raw.update(output_dir=str(tmp / "outputs"), reports_dir=str(tmp / "reports"))
+    raw["data"]["synth_dir"] = str(tmp / "data")
+    f = tmp / "p.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    p = load_params(f)
+    train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None)
+    return p
+
+
+@pytest.mark.timeout(900)
+def test_evaluate_run_writes_every_number_and_plot(trained):
+    m = evaluate.evaluate_run(trained, "mnv3", "cat", progress=False)
+    out = trained.eval_dir("mnv3", "cat")
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["schema"] == evaluate.SCHEMA
+    for section, keys in {"retrieval": ["recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "map@r", "n_queries"],
+                          "clustering": ["nmi", "ari", "purity"],
+                          "ranking": ["roc_auc", "eer", "spearman", "tar@far=1e-2", "tar@far=1e-3", "tar@far=1e-4"],
+                          "verification": ["accuracy", "threshold", "precision", "recall", "f1"],
+                          "triplets": ["violation_rate", "avg_margin"],
+                          "overfitting": ["train_recall@1", "test_recall@1", "gap"],
+                          "open_set": ["rank1_identification", "dir@far=1e-2", "dir@far=1e-3"],
+                          "ci95": ["recall@1", "mrr", "roc_auc", "eer", "tar@far=1e-3", "dir@far=1e-2"]}.items():
+        assert set(keys) <= set(saved[section]), section
+    assert set(embed.DEGRADATIONS) <= set(saved["robustness"])
+    assert saved["ranking"]["tar@far=1e-4"] is None, "2,000 pairs cannot measure FAR 1e-4: null, not 0"
+    assert 0 <= saved["retrieval"]["recall@1"] <= 1 and len(saved["cmc"]) == 20
+    assert saved["efficiency"]["params"] > 1_000_000
+    for name in evaluate.PLOTS:
+        assert (out / name).stat().st_size > 1000, name
+    assert m["retrieval"] == saved["retrieval"]
+
+
+def test_embedding_cache_hits_and_invalidates(trained, tmp_path):
+    run = trained.run_dir("mnv3", "cat")
+    calls = []
+    paths = ["a", "b"]
+
+    def compute():
+        calls.append(1)
+        return np.ones((2, 4), np.float32) * len(calls)
+
+    cache = tmp_path / "e.npz"
+    a = embed.cached_embeddings(cache, "test-plain", run / "pet_embedder.pt", paths, compute)
+    b = embed.cached_embeddings(cache, "test-plain", run / "pet_embedder.pt", paths, compute)
+    assert len(calls) == 1 and np.array_equal(a, b)
+    embed.cached_embeddings(cache, "test-tta", run / "pet_embedder.pt", paths, compute)
+    assert len(calls) == 2
+    c = embed.cached_embeddings(cache, "test-plain", run / "pet_embedder.pt", paths + ["c"], compute)
+    assert len(calls) == 3 and c[0, 0] == 3
+    cache.write_bytes(b"garbage")  # an unreadable cache is recomputed, never a crash
+    embed.cached_embeddings(cache, "test-plain", run / "pet_embedder.pt", paths, compute)
+    assert len(calls) == 4
+
+
+def test_degradations_follow_the_seed():
+    img = np.full((40, 40, 3), 100, np.uint8)
+    occ = embed.DEGRADATIONS["partial_occlusion"](img)
+    assert (occ == 0).mean() == pytest.approx(0.25)
+    assert (embed.DEGRADATIONS["brightness"](img) == 150).all()
+    noisy = embed.DEGRADATIONS["gaussian_noise"](img).astype(float) / 255
+    assert noisy.std() == pytest.approx(0.05, rel=0.15)
+
+
+def test_tta_embeddings_are_unit_and_flip_invariant(trained):
+    emb_model, cfg = train.load_run_embedder(trained.run_dir("mnv3", "cat"))
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    a = embed.embed_images(emb_model, [img], 64, tta=True)
+    b = embed.embed_images(emb_model, [img[:, ::-1].copy()], 64, tta=True)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    assert np.allclose(a, b, atol=1e-4)
+
+
+def test_cli_embed_and_evaluate(trained, capsys):
+    from petlib.cli import main
+
+    run = trained.run_dir("mnv3", "cat")
+    assert main(["embed", str(run), "--split", "val"]) == 0
+    assert "embeddings" in capsys.readouterr().out
+    with np.load(run / "embeddings.npz") as z:
+        assert "val-plain" in z.files
+    assert main(["embed", str(run.parent / "nope")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def _fake_metrics(r1, ci, eer, params):
+    return {"schema": evaluate.SCHEMA, "retrieval": {"recall@1": r1, "recall@5": r1, "mrr": r1, "map@r": r1},
+            "ranking": {"roc_auc": 0.9, "eer": eer, "tar@far=1e-3": None}, "ci95": {"recall@1": ci, "eer": [eer, eer]},
+            "efficiency": {"params": params, "onnx_bytes": 10, "cpu_latency_ms": 1.0}}
+
+
+def test_compare_bolds_right_direction_and_marks_ties(tmp_path):
+    from petlib import compare
+    a = _fake_metrics(0.80, [0.70, 0.90], 0.10, 2_000_000)
+    b = _fake_metrics(0.75, [0.72, 0.78], 0.20, 1_000_000)
+    t = compare.compare({"A": a, "B": b}).set_index("metric")
+    assert t.loc["Recall@1", "best"] == "tie", "overlapping intervals are a tie"
+    assert t.loc["EER", "best"] == "A", "lower EER wins"
+    assert t.loc["Embedder params", "best"] == "B", "fewer parameters win"
+    assert t.loc["Recall@5", "best"] == "A", "no interval: the higher value is bold"
+    assert t.loc["TAR@FAR=1e-3", "best"] == ""
+    md = compare.to_markdown(t.reset_index(), ["A", "B"])
+    assert "**0.1000**" in md and "tie" in md
+    for name, m in {"A": a, "B": b}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(m))
+    from petlib.cli import main
+    assert main(["compare", f"A:{tmp_path / 'A'}", f"B:{tmp_path / 'B'}", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "comparison.csv").is_file() and (tmp_path / "comparison.md").is_file()
+    assert main(["compare", f"C:{tmp_path / 'none'}"]) == 2
