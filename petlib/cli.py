@@ -74,8 +74,19 @@ def _embed(a) -> int:
 
 
 def _compare(a) -> int:
+    from pathlib import Path
+
     from . import compare
 
+    if len(a.runs) == 2 and all(Path(r).is_file() for r in a.runs):
+        from .inference import PetRecognitionPipeline
+
+        if not a.embedder:
+            raise ValueError("comparing two photos needs --embedder (pet_embedder.onnx or a run's pet_embedder.pt)")
+        pipe = PetRecognitionPipeline("none", a.embedder)
+        same, score = pipe.compare_faces(a.runs[0], a.runs[1], a.threshold)
+        print(f"{'same pet' if same else 'different pets'}: cosine {score:.4f} (threshold {pipe.default_threshold if a.threshold is None else a.threshold:.2f})")
+        return 0
     runs = {}
     for item in a.runs:
         if ":" not in item:
@@ -90,6 +101,37 @@ def _compare(a) -> int:
     return 0
 
 
+def _register(a) -> int:
+    from pathlib import Path
+
+    from .inference import PetRecognitionPipeline
+
+    pipe = PetRecognitionPipeline(a.detector, a.embedder)
+    if Path(a.gallery).exists():
+        pipe.load_gallery(a.gallery)
+    n = pipe.register_pet(a.name, a.images)
+    if n == 0:
+        raise ValueError(f"no face found in any of the {len(a.images)} photo(s) of {a.name}; gallery unchanged")
+    pipe.save_gallery(a.gallery)
+    print(f"registered {n} photo(s) of {a.name}; gallery {a.gallery} holds {len(pipe.gallery)} pet(s)")
+    return 0
+
+
+def _recognize(a) -> int:
+    from .inference import PetRecognitionPipeline
+
+    pipe = PetRecognitionPipeline(a.detector, a.embedder)
+    pipe.load_gallery(a.gallery)
+    for image in a.images:
+        res = pipe.recognize(image, a.threshold)
+        if not res:
+            print(f"{image}: no result ({pipe.no_face_reason})")
+        for r in res:
+            print(f"{image}: {r['identity']} (best {r['similarity']:.3f}, mean {r['mean_similarity']:.3f}, "
+                  f"nearest {r['nearest']}, threshold {r['threshold']:.2f}, box {r['box']})")
+    return 0
+
+
 def _synth(a) -> int:
     from .synth import generate
 
@@ -98,7 +140,7 @@ def _synth(a) -> int:
 
 
 COMMANDS = {"study": _study, "data": _data, "train": _train, "evaluate": _evaluate, "embed": _embed,
-            "compare": _compare, "synth": _synth}
+            "compare": _compare, "register": _register, "recognize": _recognize, "synth": _synth}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,9 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", default="test", choices=["train", "val", "test"])
     sp.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     sp.add_argument("--out", help="npz file (default: RUN_DIR/embeddings.npz)")
-    sp = sub.add_parser("compare", help="compare evaluated models (seed table 9.2); writes comparison.md/.csv")
-    sp.add_argument("runs", nargs="+", metavar="NAME:EVAL_DIR")
+    sp = sub.add_parser("compare", help="compare evaluated models NAME:EVAL_DIR ... (seed table 9.2), "
+                                        "or two photos A B with --embedder")
+    sp.add_argument("runs", nargs="+", metavar="NAME:EVAL_DIR | PHOTO")
     sp.add_argument("--out", default=".", help="folder for comparison.md and comparison.csv")
+    sp.add_argument("--embedder", help="pet_embedder.onnx or pet_embedder.pt, for comparing two photos")
+    sp.add_argument("--threshold", type=float, help="same-pet threshold (default: the model's recommended one)")
+    for name, help in (("register", "add a pet's photos to a gallery file"),
+                       ("recognize", "recognise pets in photos against a gallery file")):
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("gallery", help="gallery .npz file")
+        if name == "register":
+            sp.add_argument("name", help="the pet's name")
+        sp.add_argument("images", nargs="+")
+        sp.add_argument("--embedder", required=True, help="pet_embedder.onnx or a run's pet_embedder.pt")
+        sp.add_argument("--detector", default="none", choices=["none", "opencv-cat", "yolo"])
+        if name == "recognize":
+            sp.add_argument("--threshold", type=float, help="default: the model's recommended threshold")
     sp = sub.add_parser("synth", help="write a synthetic pet-face data set")
     sp.add_argument("out_dir")
     sp.add_argument("--species", default="cat", choices=["cat", "dog"])
@@ -146,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ParamsError, DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as e:
+    except (ParamsError, DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, OSError) as e:
         print(f"petface {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ import torch
 from . import bench, data, plots
 from .config import StudyParams
 from .embed import DEGRADATIONS, cached_embeddings, embed_images
+from .export import latency_ms, torch_runner
 from .io import atomic_write_json, file_sha256
 from .models import count_parameters
 from .train import load_run_embedder, resolve_device
@@ -39,20 +40,6 @@ from .train import load_run_embedder, resolve_device
 SCHEMA = "petface-metrics/1"
 PLOTS = ["nearest_neighbors.png", "similarity_distribution.png", "roc_curve.png", "det_curve.png", "cmc_curve.png",
          "robustness.png"]
-
-
-def _latency_ms(embedder, size: int, repeats: int = 30) -> float:
-    x = torch.randn(1, 3, size, size)
-    embedder = embedder.cpu().eval()
-    with torch.no_grad():
-        for _ in range(5):
-            embedder(x)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            embedder(x)
-            times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1000)
 
 
 def evaluate_run(params: StudyParams, model: str, species: str, progress: bool = True) -> dict:
@@ -129,7 +116,8 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
         "efficiency": {"params": count_parameters(embedder), "pt_bytes": ckpt.stat().st_size,
                        "onnx_bytes": (run_dir / "pet_embedder.onnx").stat().st_size
                        if (run_dir / "pet_embedder.onnx").is_file() else None,
-                       "cpu_latency_ms": _latency_ms(embedder, size), "image_size": size},
+                       "cpu_latency_ms": latency_ms(torch_runner(embedder.cpu().eval()), size, 1, repeats=30),
+                       "image_size": size},
         "timings_s": timings,
     }
     atomic_write_json(out / "metrics.json", _clean(metrics))

@@ -10,16 +10,8 @@ from petlib.config import load_params
 
 
 @pytest.fixture(scope="module")
-def trained(repo, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("eval")
-    raw = yaml.safe_load((repo / "params" / "ci.yaml").read_text())
-    raw.update(output_dir=str(tmp / "outputs"), reports_dir=str(tmp / "reports"))
-    raw["data"]["synth_dir"] = str(tmp / "data")
-    f = tmp / "p.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    p = load_params(f)
-    train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None)
-    return p
+def trained(trained_ci):
+    return trained_ci
 
 
 @pytest.mark.timeout(900)
