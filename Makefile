@@ -36,3 +36,6 @@ lab: $(VENV)/.lab
 
 clean-outputs:
 	rm -rf outputs reports/*/
+
+bench: $(VENV)/.core
+	$(PY) benchmarks/run_all.py

@@ -54,19 +54,20 @@ def load_all(runs: dict[str, str | Path]) -> dict[str, dict]:
 
 
 def compare(metrics: dict[str, dict]) -> pd.DataFrame:
-    """One row per metric, one column per model, plus `best` (a model name, 'tie' or '') and `direction`."""
+    """One row per metric, one column per model, plus `best` (the bold model names, comma-separated;
+    'tie' where intervals overlap; '' where fewer than two models have a value) and `direction`."""
     rows = []
     for cat, label, path, higher, ci_key in ROWS:
         vals = {n: _get(m, path) for n, m in metrics.items()}
         valid = {n: v for n, v in vals.items() if isinstance(v, (int, float)) and not math.isnan(v)}
         best = ""
         if len(valid) >= 2:
-            order = sorted(valid, key=lambda n: valid[n], reverse=higher)
-            best = order[0]
-            if valid[order[0]] == valid[order[1]]:
-                best = "tie"
-            elif ci_key:
-                a, b = (metrics[order[0]].get("ci95", {}).get(ci_key), metrics[order[1]].get("ci95", {}).get(ci_key))
+            top = max(valid.values()) if higher else min(valid.values())
+            leaders = [n for n, v in valid.items() if v == top]
+            best = ",".join(leaders)  # equal values (e.g. the same architecture) share the bold
+            rest = [n for n in sorted(valid, key=lambda n: valid[n], reverse=higher) if n not in leaders]
+            if ci_key and rest:
+                a, b = metrics[leaders[0]].get("ci95", {}).get(ci_key), metrics[rest[0]].get("ci95", {}).get(ci_key)
                 if a and b and None not in a + b and a[0] <= b[1] and b[0] <= a[1]:
                     best = "tie"
         rows.append({"category": cat, "metric": label, **vals, "best": best,
@@ -91,7 +92,7 @@ def to_markdown(df: pd.DataFrame, names: list[str]) -> str:
         cells = []
         for n in names:
             s = _fmt(r[n], r["metric"])
-            cells.append(f"**{s}**" if r["best"] == n else s)
+            cells.append(f"**{s}**" if n in str(r["best"]).split(",") else s)
         tie = " (tie: intervals overlap)" if r["best"] == "tie" else ""
         lines.append(f"| {r['category']} | {r['metric']} | " + " | ".join(cells) + f" | {r['direction']}{tie} |")
     return "\n".join(lines) + "\n"

@@ -140,7 +140,8 @@ class StudyParams:
     train: TrainParams = field(default_factory=TrainParams)
     models: list[ModelParams] = field(default_factory=lambda: [ModelParams()])
     eval: EvalParams = field(default_factory=EvalParams)
-    notebooks: list[str] = field(default_factory=lambda: ["01_data", "02_train", "03_evaluate"])
+    notebooks: list[str] = field(default_factory=lambda: ["01_data", "02_train", "03_evaluate", "04_compare",
+                                                          "05_export", "06_inference"])
 
     def validate(self, where: str) -> None:
         self.data.validate(where)

@@ -260,3 +260,26 @@ def load_gallery(path: str | Path, fingerprint: str | None = None) -> dict[str, 
         out[name] = list(emb[i:i + n])
         i += n
     return out
+
+
+def gallery_demo(pipe: PetRecognitionPipeline, index, n_known: int = 6, n_unknown: int = 6, seed: int = 0) -> dict:
+    """Register `n_known` pets of a split with all but one photo each, then probe with their held-out
+    photos (known) and with photos of `n_unknown` other pets (never registered). Returns the rows."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(index.labels)
+    multi = [l for l in np.unique(labels) if (labels == l).sum() >= 2]
+    picks = rng.permutation(multi)
+    known, unknown = picks[:n_known], picks[n_known:n_known + n_unknown]
+    rows = []
+    for l in known:
+        paths = [index.paths[i] for i in np.flatnonzero(labels == l)]
+        pipe.register_pet(index.identities[int(l)], paths[:-1])
+    probes = [(index.paths[np.flatnonzero(labels == l)[-1]], index.identities[int(l)], True) for l in known]
+    probes += [(index.paths[np.flatnonzero(labels == l)[0]], index.identities[int(l)], False) for l in unknown]
+    for path, truth, is_known in probes:
+        r = pipe.recognize(path)[0]
+        expected = truth if is_known else "unknown"
+        rows.append({"photo": Path(path).name, "true pet": truth, "registered": is_known, "answer": r["identity"],
+                     "nearest": r["nearest"], "best sim": r["similarity"], "mean sim": r["mean_similarity"],
+                     "correct": r["identity"] == expected, "path": str(path)})
+    return {"rows": rows, "threshold": pipe.default_threshold}

@@ -33,6 +33,8 @@ PLAN = {
     "02_train": ("run", ["01_data"]),
     "03_evaluate": ("run", ["02_train"]),
     "04_compare": ("study", ["03_evaluate"]),
+    "05_export": ("run", ["02_train"]),
+    "06_inference": ("study", ["02_train"]),
 }
 
 

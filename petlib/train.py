@@ -277,12 +277,14 @@ def train_model(params: StudyParams, model_name: str, species: str, out_dir: str
         ds.set_epoch(epoch)
         sampler.set_epoch(epoch)
         model.train()
-        t0, seen, loss_sum = time.time(), 0, 0.0
+        t0, seen, loss_sum, waited = time.time(), 0, 0.0, 0.0
+        t_wait = time.time()
         bar = tqdm(total=steps_per_epoch, desc=f"{model_name}-{species} epoch {epoch + 1}/{mp.epochs}",
                    disable=not (progress and rt.main), mininterval=2.0, leave=False)
         for step, (x, y) in enumerate(loader):
             if step >= steps_per_epoch:
                 break
+            waited += time.time() - t_wait
             gstep = epoch * steps_per_epoch + step
             model.arcface.m = margin_at(gstep, total, tp.arcface_m, tp.margin_warmup_frac)
             x = x.to(rt.device, non_blocking=True)
@@ -308,11 +310,13 @@ def train_model(params: StudyParams, model_name: str, species: str, out_dir: str
             loss_sum += loss.item()
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen * rt.world / (time.time() - t0):.0f}")
+            t_wait = time.time()
         bar.close()
         elapsed = time.time() - t0
         entry = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch,
                  "lr": {g["name"]: g["lr"] for g in opt.param_groups}, "margin": model.arcface.m,
-                 "images_per_s": seen * rt.world / elapsed, "train_time_s": elapsed, "val": None}
+                 "images_per_s": seen * rt.world / elapsed, "train_time_s": elapsed,
+                 "data_wait_frac": waited / elapsed, "val": None}
         if rt.main and ((epoch + 1) % tp.val_every == 0 or epoch + 1 == mp.epochs):
             entry["val"] = verification(model.embedder, val_idx, pairs, size, **eval_kw)
         history["epochs"].append(entry)

@@ -116,3 +116,14 @@ def test_compare_bolds_right_direction_and_marks_ties(tmp_path):
     assert main(["compare", f"A:{tmp_path / 'A'}", f"B:{tmp_path / 'B'}", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "comparison.csv").is_file() and (tmp_path / "comparison.md").is_file()
     assert main(["compare", f"C:{tmp_path / 'none'}"]) == 2
+
+
+def test_compare_equal_values_share_the_bold():
+    from petlib import compare
+    a = _fake_metrics(0.8, None, 0.1, 1_000_000)
+    b = _fake_metrics(0.7, None, 0.2, 1_000_000)
+    c = _fake_metrics(0.6, None, 0.3, 2_000_000)
+    t = compare.compare({"A": a, "B": b, "C": c}).set_index("metric")
+    assert t.loc["Embedder params", "best"] == "A,B"
+    md = compare.to_markdown(t.reset_index(), ["A", "B", "C"])
+    assert md.count("**1,000,000**") == 2
