@@ -266,7 +266,11 @@ def sample_by_identity(labels: np.ndarray, n: int, seed: int = 42) -> np.ndarray
 
 
 def overfitting(train_emb, train_labels, test_emb, test_labels, n: int = 2000, seed: int = 42) -> dict:
-    """Recall@1 on about n train images vs about n test images (whole identities each)."""
+    """Recall@1 on about n train images vs about n test images (whole identities each).
+
+    Recall@1 falls as the gallery grows, so both samples get the same size: n is capped by the
+    smaller split (a 322-image test split is compared with ~322 train images, not 2,000)."""
+    n = min(n, len(train_labels), len(test_labels))
     a = sample_by_identity(train_labels, n, seed)
     b = sample_by_identity(test_labels, n, seed)
     tr = retrieval(train_emb[a], np.asarray(train_labels)[a], ks=(1,))["recall@1"]

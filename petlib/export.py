@@ -245,7 +245,7 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
                     r = measure(lambda th, p=cand: onnx_runner(p, th), f"ONNX INT8 ({'per-channel' if pc else 'per-tensor'})",
                                 cand, "onnxruntime", noop)
                     rows.append(r)
-                    if best is None or r["delta_verification_accuracy"] > best[1]["delta_verification_accuracy"]:
+                    if best is None or r["mean_cosine"] > best[1]["mean_cosine"]:  # fidelity, not a lucky delta
                         best = (cand, r)
                 shutil.copyfile(best[0], path)
                 rows.append({**best[1], "format": "ONNX INT8 (kept: " + best[1]["format"].split("(")[1], "file": path.name})
