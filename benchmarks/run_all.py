@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from petlib import data, export, losses, models, synth  # noqa: E402
-from petlib.embed import _Images  # noqa: E402
 
 
 def stats(fn, repeats: int) -> tuple[float, float, float]:

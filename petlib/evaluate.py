@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import bench, data, plots
 from .config import StudyParams

@@ -10,7 +10,6 @@ min 3, median 4, mean ~4.3, std ~1.6, tail to ~20).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile

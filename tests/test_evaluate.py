@@ -3,10 +3,8 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from petlib import embed, evaluate, train
-from petlib.config import load_params
 
 
 @pytest.fixture(scope="module")
