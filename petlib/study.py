@@ -131,7 +131,7 @@ def _first_error_line(exc: BaseException) -> str:
     return f"{name}: {value}".strip().splitlines()[0][:300]
 
 
-def execute(task: Task, params_file: Path, report_dir: Path, log=print) -> dict:
+def execute(task: Task, params_file: Path, report_dir: Path) -> dict:
     """Run one notebook into `report_dir`; always leaves an HTML, showing the error if it failed."""
     import papermill as pm
 
@@ -195,7 +195,7 @@ def run_study(params: StudyParams, only: list[str] | None = None, force: bool = 
             continue
         log(f"{prefix}: running ...")
         try:
-            result = execute(task, params_file, report_dir, log)
+            result = execute(task, params_file, report_dir)
         except Exception as e:
             traceback.print_exc()
             result = {"status": "failed", "error": _first_error_line(e), "duration_s": 0, "headline": {}, "html": None}
