@@ -399,13 +399,17 @@ def prepare_species(params, species: str, progress: bool = True) -> PreparedData
     return PreparedData(species, root, index, splits, manifest, index.fingerprint())
 
 
-def load_split(params, species: str, split: str) -> IdentityIndex:
-    """One split from the study's manifest (written by `01_data`), without re-scanning the tree."""
+def load_splits(params, species: str) -> dict[str, IdentityIndex]:
+    """All splits from the study's manifest (written by `01_data`), read once, without re-scanning the tree."""
     manifest = params.split_manifest(species)
     if not manifest.is_file():
         raise DataError(f"{manifest}: split manifest not found; run the 01_data notebook "
                         f"(petface study PARAMS --only 01_data) first")
-    return read_manifest(manifest, params.data_root(species))[split]
+    return read_manifest(manifest, params.data_root(species))
+
+
+def load_split(params, species: str, split: str) -> IdentityIndex:
+    return load_splits(params, species)[split]
 
 
 def sample_identities(index: IdentityIndex, n_identities: int = 6, per_identity: int = 5,

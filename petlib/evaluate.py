@@ -50,8 +50,8 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
     embedder, cfg = load_run_embedder(run_dir, device)
     size = cfg["image_size"]
     ckpt = run_dir / "pet_embedder.pt"
-    test = data.load_split(params, species, "test")
-    train_idx = data.load_split(params, species, "train")
+    splits = data.load_splits(params, species)
+    test, train_idx = splits["test"], splits["train"]
     kw = dict(device=device, tta=ev.tta, progress=progress)
 
     t = time.time()

@@ -217,8 +217,8 @@ def train_model(params: StudyParams, model_name: str, species: str, out_dir: str
     seed_everything(params.seed)
     if not params.split_manifest(species).is_file():
         data.prepare_species(params, species, progress=progress and rt.main)
-    train_idx = data.load_split(params, species, "train")
-    val_idx = data.load_split(params, species, "val")
+    splits = data.load_splits(params, species)
+    train_idx, val_idx = splits["train"], splits["val"]
     fingerprint = data.fingerprint(train_idx.root, train_idx.paths + val_idx.paths)
     size = params.data.image_size
 
