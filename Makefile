@@ -12,12 +12,14 @@ $(PY):
 	$(PIP) install -q --upgrade pip
 
 # Stamps re-run pip only when pyproject.toml changes.
+# The export extra (phone-format converters) is part of both: the study exports every format and the tests
+# check every converter.
 $(VENV)/.core: pyproject.toml | $(PY)
-	$(PIP) install -q -e .
+	$(PIP) install -q -e '.[export]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,export]'
 	touch $@ $(VENV)/.core
 
 $(VENV)/.lab: pyproject.toml | $(PY)

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .config import ParamsError, load_params
+
+FORMATS = ["onnx", "onnx_int8", "torchscript", "executorch", "coreml", "tflite"]  # = petlib.export.FORMATS (tested)
 
 
 def _study(a) -> int:
@@ -52,7 +55,6 @@ def _evaluate(a) -> int:
 
 
 def _embed(a) -> int:
-    import json
     from pathlib import Path
 
     from .config import params_from_dict
@@ -71,6 +73,31 @@ def _embed(a) -> int:
     print(f"{len(emb)} embeddings of {len(idx.identities)} identities ({a.split}, {key}) in {out} "
           f"[{json.dumps(list(emb.shape))}]")
     return 0
+
+
+def _export(a) -> int:
+    from pathlib import Path
+
+    from .config import params_from_dict
+    from .export import export_run
+
+    run = Path(a.run_dir)
+    cfg_path = run / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: missing; give a training run directory")
+    cfg = json.loads(cfg_path.read_text())
+    p = params_from_dict(cfg["params"], where=str(cfg_path))
+    out = Path(a.out) if a.out else p.out("exports", f"{cfg['model']}-{cfg['species']}")
+    r = export_run(p, cfg["model"], cfg["species"], formats=a.formats, out_dir=out, run_dir=run, progress=True)
+    for row in r["rows"]:
+        if row["status"] in ("ok", "spec checked"):
+            parity = f"min cos {row['min_cosine']:.4f}, d-acc {row['delta_verification_accuracy'] * 100:+.2f} pt, " \
+                     f"{row['ms_b1_t1']:.2f} ms (b1, 1 thread)" if "delta_verification_accuracy" in row else row.get("note", "")
+            print(f"{row['format']}: {row['bytes'] / 1e6:.2f} MB; {parity}")
+        else:
+            print(f"{row['format']}: {row['status']}: {row['reason']}")
+    print(f"written: {out}/ (export.json holds the full table)")
+    return 0 if all(row["status"] != "failed" for row in r["rows"]) else 1
 
 
 def _compare(a) -> int:
@@ -140,7 +167,7 @@ def _synth(a) -> int:
 
 
 COMMANDS = {"study": _study, "data": _data, "train": _train, "evaluate": _evaluate, "embed": _embed,
-            "compare": _compare, "register": _register, "recognize": _recognize, "synth": _synth}
+            "export": _export, "compare": _compare, "register": _register, "recognize": _recognize, "synth": _synth}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", default="test", choices=["train", "val", "test"])
     sp.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     sp.add_argument("--out", help="npz file (default: RUN_DIR/embeddings.npz)")
+    sp = sub.add_parser("export", help="export a trained run to phone formats, each checked in its own runtime")
+    sp.add_argument("run_dir", help="a training run directory (with config.json and pet_embedder.pt)")
+    sp.add_argument("--formats", nargs="+", choices=FORMATS, help="default: all")
+    sp.add_argument("--out", help="output folder (default: <output_dir>/exports/<model>-<species>)")
     sp = sub.add_parser("compare", help="compare evaluated models NAME:EVAL_DIR ... (seed table 9.2), "
                                         "or two photos A B with --embedder")
     sp.add_argument("runs", nargs="+", metavar="NAME:EVAL_DIR | PHOTO")

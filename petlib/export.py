@@ -1,16 +1,21 @@
-"""Exports of the embedder and their parity checks. ONNX fp32 here (written at the end of training);
-the phone formats build on it."""
+"""Exports of the embedder, each re-loaded in its own runtime and checked against PyTorch on the task.
+
+ONNX fp32 (written at the end of training), ONNX INT8 (onnxruntime static QDQ), TorchScript, and the phone
+formats of the `export` extra: ExecuTorch (.pte, XNNPACK), TFLite (litert-torch, run with ai-edge-litert)
+and CoreML (.mlpackage; its spec is validated, since CoreML cannot predict on Linux). Every file carries
+the metadata an app needs (`read_metadata` reads it back from any format)."""
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .io import atomic_path
+from .io import atomic_dir, atomic_path
 
 ONNX_OPSET = 18
 
@@ -69,7 +74,7 @@ EXPORT_INSTALL = "pip install -e '.[export]'"
 FORMATS = ["onnx", "onnx_int8", "torchscript", "executorch", "coreml", "tflite"]
 FILE_NAMES = {"onnx": "pet_embedder.onnx", "onnx_int8": "pet_embedder.int8.onnx", "torchscript": "pet_embedder.ts",
               "executorch": "pet_embedder.pte", "coreml": "pet_embedder.mlpackage", "tflite": "pet_embedder.tflite"}
-_CONVERTER = {"executorch": "executorch", "coreml": "coremltools", "tflite": "litert_torch"}
+_CONVERTER = {"executorch": ("executorch",), "coreml": ("coremltools",), "tflite": ("litert_torch", "ai_edge_litert")}
 
 
 class _Calibration:
@@ -123,13 +128,262 @@ def onnx_runner(path: Path, threads: int | None = None):
 
 def torchscript_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> Path:
     """Traced TorchScript; `metadata` travels as the extra file `petface.json` (torch.jit.load(_extra_files=...))."""
-    import json
 
     size = embedder.config["image_size"]
     with atomic_path(out) as tmp, torch.no_grad():
         traced = torch.jit.trace(embedder.eval().cpu(), torch.zeros(1, 3, size, size))
         torch.jit.save(traced, str(tmp), _extra_files={"petface.json": json.dumps(metadata or {})})
     return out
+
+
+@contextlib.contextmanager
+def _quiet_fds():
+    """Silence a converter's own logging at the file-descriptor level (C++ logs, progress bars); on an
+    error the captured tail is attached to the exception so nothing needed for a diagnosis is lost."""
+    import os
+    import sys
+    import tempfile
+
+    for s in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            s.flush()
+    with tempfile.TemporaryFile() as log:
+        saved = []
+        try:
+            for fd in (1, 2):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(log.fileno(), fd)
+        except OSError:  # no real descriptors (an odd host): run unsilenced
+            for fd, keep in saved:
+                os.dup2(keep, fd)
+                os.close(keep)
+            yield
+            return
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        except Exception as e:
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-5:]
+            if tail:
+                e.add_note("converter log (last lines): " + " | ".join(tail))
+            raise
+        finally:
+            for fd, keep in saved:
+                os.dup2(keep, fd)
+                os.close(keep)
+
+
+def _example(embedder: torch.nn.Module, batch: int) -> torch.Tensor:
+    size = embedder.config["image_size"]
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+ET_MAX_BATCH = 32  # ExecuTorch plans memory for the largest batch up front; phones run batch 1
+
+
+def executorch_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None,
+                      max_batch: int = ET_MAX_BATCH) -> Path:
+    """ExecuTorch program lowered to XNNPACK, batch 1..`max_batch`. The metadata travels inside the
+    .pte as a constant method `petface_metadata` (UTF-8 JSON as a uint8 tensor)."""
+
+    embedder = embedder.eval().cpu().to(memory_format=torch.contiguous_format)
+    # The example must be the largest batch: memory planning sizes buffers from it.
+    x = _example(embedder, max_batch)
+    meta = torch.tensor(list(json.dumps(metadata or {}).encode()), dtype=torch.uint8)
+    with atomic_path(out) as tmp, _quiet_fds():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        program = torch.export.export(embedder, (x,),
+                                      dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=max_batch)}})
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                              constant_methods={"petface_metadata": meta}).to_executorch()
+        tmp.write_bytes(lowered.buffer)
+    return out
+
+
+def executorch_runner(path: Path, threads: int | None = None):
+    """Run a .pte with the ExecuTorch Python runtime (XNNPACK threadpool sized to `threads`)."""
+    with _quiet_fds():
+        from executorch.runtime import Runtime
+
+        if threads:
+            with contextlib.suppress(ImportError):
+                from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+                _unsafe_reset_threadpool(threads)
+        method = Runtime.get().load_program(str(path)).load_method("forward")
+
+    def run(x):
+        return np.concatenate([method.execute([torch.from_numpy(np.ascontiguousarray(x[i:i + ET_MAX_BATCH],
+                                                                                     dtype=np.float32))])[0].numpy()
+                               for i in range(0, len(x), ET_MAX_BATCH)])
+    return run
+
+
+def tflite_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> Path:
+    """TFLite flatbuffer via litert-torch, batch 1 (litert cannot lower a dynamic flatten; a phone app embeds
+    one face at a time). The metadata is a flatbuffer Metadata entry `petface` (UTF-8 JSON).
+
+    The conversion runs in a spawned child process: litert-torch imports JAX, whose threads make any
+    later fork() in this process (DataLoader workers, the synth pool) liable to deadlock."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    embedder = embedder.eval().cpu().to(memory_format=torch.contiguous_format)
+    with atomic_path(out) as tmp, ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        pool.submit(_tflite_convert, embedder, str(tmp), metadata or {}).result()
+    return out
+
+
+def _tflite_convert(embedder: torch.nn.Module, path: str, metadata: dict) -> None:
+    with _quiet_fds():
+        import flatbuffers
+        import litert_torch
+        from ai_edge_litert import schema_py_generated as schema
+
+        litert_torch.convert(embedder, (_example(embedder, 1),)).export(path)
+        model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+        model.buffers.append(buf)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = "petface", len(model.buffers) - 1
+        model.metadata = [m for m in (model.metadata or []) if m.name != b"petface"] + [entry]
+        builder = flatbuffers.Builder(1 << 20)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        Path(path).write_bytes(builder.Output())
+
+
+def tflite_runner(path: Path, threads: int | None = None):
+    """Run a batch-1 .tflite with the ai-edge-litert interpreter, one image per call."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with _quiet_fds():
+        interp = Interpreter(model_path=str(path), num_threads=threads or None)
+        interp.allocate_tensors()
+    i_in, i_out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+
+    def run(x):
+        out = []
+        for img in np.ascontiguousarray(x, dtype=np.float32):
+            interp.set_tensor(i_in, img[None])
+            interp.invoke()
+            out.append(interp.get_tensor(i_out)[0].copy())
+        return np.stack(out)
+    return run
+
+
+def _coremltools():
+    """Import coremltools without its import-time warnings (no macOS runtime on Linux, untested torch and
+    scikit-learn versions): they are known, and `coreml_check` is how this project copes with them."""
+    import logging
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    import coremltools
+
+    return coremltools
+
+
+def coreml_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None, max_batch: int = 4096) -> Path:
+    """CoreML ML Program (.mlpackage) from the TorchScript trace, fp32 compute and I/O (coremltools
+    defaults to fp16), batch 1..`max_batch`; metadata as user-defined strings."""
+    ct = _coremltools()
+    embedder = embedder.eval().cpu().to(memory_format=torch.contiguous_format)
+    size = embedder.config["image_size"]
+    with atomic_dir(out) as tmp, _quiet_fds(), torch.no_grad():
+        traced = torch.jit.trace(embedder, _example(embedder, 1))
+        model = ct.convert(traced, convert_to="mlprogram", compute_precision=ct.precision.FLOAT32,
+                           inputs=[ct.TensorType(name="input", dtype=np.float32,
+                                                 shape=(ct.RangeDim(1, max_batch, 1), 3, size, size))],
+                           outputs=[ct.TensorType(name="embedding", dtype=np.float32)],
+                           minimum_deployment_target=ct.target.iOS16)
+        model.short_description = "Pet-face embedding (L2-normalised); same pet <=> high cosine similarity"
+        model.input_description["input"] = f"RGB face crop, NCHW float32, {size}x{size}, normalised with mean/std"
+        model.output_description["embedding"] = f"{embedder.config['embedding_dim']}-d unit vector"
+        for k, v in (metadata or {}).items():
+            model.user_defined_metadata[str(k)] = json.dumps(v) if not isinstance(v, str) else v
+        model.save(str(tmp))
+    return out
+
+
+def coreml_check(path: Path, image_size: int, embedding_dim: int, metadata: dict) -> dict:
+    """CoreML cannot predict on Linux, so validate what an app relies on: the spec loads, the input is
+    fp32 (1..N, 3, size, size) named `input`, the output fp32 `embedding`, no fp16 anywhere in the
+    program, and the metadata reads back. Raises ExportError naming the first mismatch."""
+    ct = _coremltools()
+    with _quiet_fds():
+        spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    problems = []
+    (inp,), (outp,) = spec.description.input, spec.description.output
+    arr = inp.type.multiArrayType
+    ranges = [(r.lowerBound, r.upperBound) for r in arr.shapeRange.sizeRanges]
+    FLOAT32 = ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    if inp.name != "input" or arr.dataType != FLOAT32:
+        problems.append(f"input {inp.name!r} is not fp32 'input'")
+    if ranges[1:] != [(3, 3), (image_size, image_size), (image_size, image_size)] or ranges[0][0] != 1:
+        problems.append(f"input shape range {ranges} is not (1..N, 3, {image_size}, {image_size})")
+    if outp.name != "embedding" or outp.type.multiArrayType.dataType != FLOAT32:
+        problems.append(f"output {outp.name!r} is not fp32 'embedding'")
+    if "fp16" in str(spec.mlProgram).lower():
+        problems.append("the program computes in fp16")
+    stored = dict(spec.description.metadata.userDefined)
+    missing = [k for k in metadata if k not in stored]
+    if missing:
+        problems.append(f"metadata keys missing: {missing}")
+    if problems:
+        raise ExportError(f"{path}: CoreML spec check failed: " + "; ".join(problems))
+    return {"spec_version": spec.specificationVersion, "batch_range": list(ranges[0]),
+            "embedding_dim": embedding_dim}
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The petface metadata stored inside an exported model, whatever its format. ONNX and CoreML keep
+    strings only; JSON-looking values are decoded so every format answers with the same types."""
+    return {k: _decode(v) for k, v in _raw_metadata(Path(path)).items()}
+
+
+def _decode(v):
+    if not isinstance(v, str):
+        return v
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
+
+
+def _raw_metadata(path: Path) -> dict:
+    suffix = path.suffix
+    if suffix == ".onnx":
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if suffix == ".ts":
+        files = {"petface.json": ""}
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+        return json.loads(files["petface.json"] or "{}")
+    if suffix == ".pte":
+        with _quiet_fds():
+            from executorch.runtime import Runtime
+
+            blob = Runtime.get().load_program(str(path)).load_method("petface_metadata").execute([])[0]
+        return json.loads(bytes(blob.numpy().tobytes()).decode())
+    if suffix == ".tflite":
+        from ai_edge_litert import schema_py_generated as schema
+
+        model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+        for i in range(model.MetadataLength()):
+            if model.Metadata(i).Name() == b"petface":
+                return json.loads(model.Buffers(model.Metadata(i).Buffer()).DataAsNumpy().tobytes().decode())
+        return {}
+    if suffix == ".mlpackage":
+        ct = _coremltools()
+        with _quiet_fds():
+            stored = dict(ct.models.MLModel(str(path), skip_model_load=True).get_spec().description.metadata.userDefined)
+        return {k: v for k, v in stored.items() if not k.startswith("com.github.apple.coremltools")}
+    raise ValueError(f"{path}: not an exported model (.onnx, .ts, .pte, .tflite, .mlpackage)")
 
 
 def torch_runner(module: torch.nn.Module):
@@ -160,17 +414,20 @@ def latency_ms(run, size: int, batch: int, repeats: int = 20) -> float:
 def converter_available(fmt: str) -> bool:
     import importlib.util
 
-    mod = _CONVERTER.get(fmt)
-    return mod is None or importlib.util.find_spec(mod) is not None
+    return all(importlib.util.find_spec(m) is not None for m in _CONVERTER.get(fmt, ()))
 
 
 def export_run(params, model: str, species: str, formats: list[str] | None = None, out_dir: Path | None = None,
-               progress: bool = False) -> dict:
+               run_dir: Path | None = None, progress: bool = False) -> dict:
     """Export one trained run to each format, re-load it in its own runtime and check it against PyTorch:
     cosine parity on test images, task deltas on the test split (verification accuracy, R@1,
-    TAR@FAR=1e-3) and CPU latency (batch 1 and 32, 1 thread and all threads). Returns rows per format."""
-    import json
+    TAR@FAR=1e-3) and CPU latency (batch 1 and 32, 1 thread and all threads). Returns rows per format.
+
+    A format whose converter is not installed is a `skipped` row with the install command; one whose
+    conversion or check fails is a `failed` row with the reason. Neither stops the other formats."""
     import shutil
+
+    from tqdm.auto import tqdm
 
     from . import bench, data
     from .embed import _Images
@@ -180,7 +437,7 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export formats {unknown}; choose from {FORMATS}")
-    run = params.run_dir(model, species)
+    run = Path(run_dir) if run_dir else params.run_dir(model, species)
     out = Path(out_dir) if out_dir else params.out("exports", f"{model}-{species}")
     out.mkdir(parents=True, exist_ok=True)
     embedder, cfg = load_run_embedder(run)
@@ -204,8 +461,9 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
     ref_task = task(ref)
     n_threads = torch.get_num_threads()
 
-    def measure(run_fn, label, path, runtime, set_threads):
-        emb = run_batched(run_fn(None), x_test)
+    def measure(make_runner, label, path, runtime, set_threads=lambda n: None, batches=(1, 32)):
+        """Parity and task deltas on the test split, then latency per (batch, threads)."""
+        emb = run_batched(make_runner(None), x_test)
         cos = (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1))
         t = task(emb)
         row = {"format": label, "file": path.name, "bytes": _size(path), "runtime": runtime,
@@ -213,16 +471,15 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
                **{f"delta_{k}": t[k] - ref_task[k] for k in t}, "status": "ok"}
         for threads in (1, n_threads):
             set_threads(threads)
-            r = run_fn(threads)
+            r = make_runner(threads)
             for b in (1, 32):
-                row[f"ms_b{b}_t{threads}"] = latency_ms(r, size, b)
+                row[f"ms_b{b}_t{threads}"] = latency_ms(r, size, b) if b in batches else None
         set_threads(n_threads)
         return row
 
     meta = {"input_size": size, "channel_order": "RGB", "layout": "NCHW", "mean": cfg["mean"], "std": cfg["std"],
             "embedding_dim": cfg["embedding_dim"], "recommended_threshold": threshold,
             "data_fingerprint": cfg["data_fingerprint"]}
-    noop = lambda n: None
     rows = [{"format": "pytorch (reference)", "file": "pet_embedder.pt", "bytes": (run / "pet_embedder.pt").stat().st_size,
              "runtime": "torch eager", "min_cosine": 1.0, "mean_cosine": 1.0, "status": "ok", **ref_task}]
     for threads in (1, n_threads):
@@ -230,20 +487,23 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
         for b in (1, 32):
             rows[0][f"ms_b{b}_t{threads}"] = latency_ms(ref_run, size, b)
     torch.set_num_threads(n_threads)
-    for fmt in formats:
+    for fmt in tqdm(formats, desc=f"export {model}-{species}", disable=not progress):
         path = out / FILE_NAMES[fmt]
         try:
-            if fmt == "onnx":
+            if not converter_available(fmt):
+                rows.append({"format": fmt, "file": path.name, "status": "skipped",
+                             "reason": f"converter not installed: {EXPORT_INSTALL}"})
+            elif fmt == "onnx":
                 shutil.copyfile(run / "pet_embedder.onnx", path)
-                rows.append(measure(lambda th, p=path: onnx_runner(p, th), "ONNX fp32", path, "onnxruntime", noop))
+                rows.append(measure(lambda th, p=path: onnx_runner(p, th), "ONNX fp32", path, "onnxruntime"))
             elif fmt == "onnx_int8":
                 best = None
                 for pc in (True, False):
                     cand = out / f"pet_embedder.int8.{'per_channel' if pc else 'per_tensor'}.onnx"
                     quantize_int8(run / "pet_embedder.onnx", cand, x_cal, per_channel=pc)
                     copy_metadata(run / "pet_embedder.onnx", cand)
-                    r = measure(lambda th, p=cand: onnx_runner(p, th), f"ONNX INT8 ({'per-channel' if pc else 'per-tensor'})",
-                                cand, "onnxruntime", noop)
+                    r = measure(lambda th, p=cand: onnx_runner(p, th),
+                                f"ONNX INT8 ({'per-channel' if pc else 'per-tensor'})", cand, "onnxruntime")
                     rows.append(r)
                     if best is None or r["mean_cosine"] > best[1]["mean_cosine"]:  # fidelity, not a lucky delta
                         best = (cand, r)
@@ -254,14 +514,26 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
                 loaded = torch.jit.load(str(path))
                 rows.append(measure(lambda th, m=loaded: torch_runner(m), "TorchScript", path, "torch.jit",
                                     torch.set_num_threads))
-            elif not converter_available(fmt):
-                rows.append({"format": fmt, "file": path.name, "status": "skipped",
-                             "reason": f"converter not installed: {EXPORT_INSTALL}"})
-            else:
-                rows.append({"format": fmt, "file": path.name, "status": "skipped",
-                             "reason": "converter installed, but this version of petface-study does not drive it yet"})
+            elif fmt == "executorch":
+                executorch_export(embedder, path, meta)
+                rows.append(measure(lambda th, p=path: executorch_runner(p, th), "ExecuTorch (XNNPACK)", path,
+                                    "executorch runtime", lambda n: None))
+            elif fmt == "tflite":
+                tflite_export(embedder, path, meta)
+                rows.append({**measure(lambda th, p=path: tflite_runner(p, th), "TFLite (batch-1 graph)", path,
+                                       "ai-edge-litert", batches=(1,)),
+                             "note": "batch-1 graph: litert-torch cannot lower a dynamic-batch flatten"})
+            elif fmt == "coreml":
+                coreml_export(embedder, path, meta)
+                check = coreml_check(path, size, cfg["embedding_dim"], meta)
+                rows.append({"format": "CoreML (ML Program, fp32)", "file": path.name, "bytes": _size(path),
+                             "runtime": "none on Linux", "status": "spec checked",
+                             "note": f"spec v{check['spec_version']}, batch {check['batch_range']}: inputs, outputs, "
+                                     "fp32 and metadata validated; prediction needs macOS"})
         except Exception as e:  # one broken converter must not take the others down
-            rows.append({"format": fmt, "file": path.name, "status": "failed", "reason": f"{type(e).__name__}: {e}"})
+            notes = " ".join(getattr(e, "__notes__", []))
+            rows.append({"format": fmt, "file": path.name, "status": "failed",
+                         "reason": f"{type(e).__name__}: {e} {notes}".strip()})
     result = {"model": model, "species": species, "rows": rows, "metadata": meta, "reference": ref_task,
               "threads_all": n_threads}
     from .io import atomic_write_json

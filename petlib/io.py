@@ -29,6 +29,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Like `atomic_path` for a directory artefact (a CoreML .mlpackage): the temp directory keeps the
+    suffix (converters check it), replaces `path` on success, and is removed on error."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent))
+    tmp.rmdir()  # the converter creates it; an existing one would be refused
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        had_old = path.exists()
+        if had_old:
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if had_old:
+                os.replace(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

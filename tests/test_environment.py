@@ -24,3 +24,14 @@ def test_torch_pins(repo):
 def test_every_dependency_is_pinned(repo):
     deps = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
     assert all("==" in d for d in deps), [d for d in deps if "==" not in d]
+
+
+def test_extras_are_pinned_and_export_extra_has_the_converters(repo):
+    extras = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    loose = [d for deps in extras.values() for d in deps if "==" not in d]
+    assert not loose, loose
+    names = {d.split("==")[0] for d in extras["export"]}
+    assert {"executorch", "coremltools", "litert-torch", "ai-edge-litert"} <= names
+    env = yaml.safe_load((repo / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert "-e .[dev,export]" in pip_section

@@ -1,0 +1,157 @@
+"""Exports: every format re-loaded in its own runtime and checked against PyTorch on the test split,
+metadata read back from each file, skipped and failed converters reported without losing files."""
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from petlib import export
+from petlib.io import atomic_dir
+
+PHONE = ["executorch", "coreml", "tflite"]
+needs_converters = pytest.mark.skipif(not all(export.converter_available(f) for f in PHONE),
+                                      reason="export extra not installed (pip install -e '.[export]')")
+
+
+def _rows(result):
+    return {r["format"]: r for r in result["rows"]}
+
+
+@pytest.fixture(scope="module")
+def exported(trained_ci):
+    """mnv3-cat exported once to every format; later tests read the files."""
+    return export.export_run(trained_ci, "mnv3", "cat")
+
+
+def test_formats_listed_alike_in_cli_and_export():
+    from petlib import cli
+
+    assert cli.FORMATS == export.FORMATS
+
+
+def test_onnx_int8_torchscript_parity_and_metadata(exported, trained_ci):
+    rows = _rows(exported)
+    assert rows["ONNX fp32"]["min_cosine"] >= 0.999 and rows["TorchScript"]["min_cosine"] >= 0.999
+    assert rows["ONNX fp32"]["delta_verification_accuracy"] == pytest.approx(0, abs=1e-9)
+    kept = [k for k in rows if k.startswith("ONNX INT8 (kept")][0]
+    assert rows[kept]["bytes"] < rows["ONNX fp32"]["bytes"] / 2
+    assert rows[kept]["min_cosine"] > 0.8
+    out = trained_ci.out("exports", "mnv3-cat")
+    import onnxruntime as ort
+    meta = ort.InferenceSession(str(out / "pet_embedder.int8.onnx")).get_modelmeta().custom_metadata_map
+    assert meta["channel_order"] == "RGB" and "recommended_threshold" in meta
+    files = {"petface.json": ""}
+    torch.jit.load(str(out / "pet_embedder.ts"), _extra_files=files)
+    assert json.loads(files["petface.json"])["input_size"] == 64
+    assert json.loads((out / "export.json").read_text())["rows"]
+
+
+@needs_converters
+def test_phone_formats_match_pytorch_on_the_task(exported):
+    rows = _rows(exported)
+    for label in ("ExecuTorch (XNNPACK)", "TFLite (batch-1 graph)"):
+        r = rows[label]
+        assert r["status"] == "ok", r
+        assert r["min_cosine"] >= 0.999
+        for k in ("delta_verification_accuracy", "delta_recall@1", "delta_tar@far=1e-3"):
+            assert abs(r[k]) <= 0.01, (label, k, r[k])
+        assert r["ms_b1_t1"] > 0
+    assert rows["ExecuTorch (XNNPACK)"]["ms_b32_t1"] > 0
+    assert rows["TFLite (batch-1 graph)"]["ms_b32_t1"] is None  # not faked by looping
+    assert rows["CoreML (ML Program, fp32)"]["status"] == "spec checked"
+    assert not [r for r in exported["rows"] if r["status"] == "failed"]
+    # litert's JAX must stay in its child process: its threads would make later fork()s deadlock
+    assert "jax" not in sys.modules
+
+
+@needs_converters
+def test_every_format_carries_the_same_metadata(exported, trained_ci):
+    out = trained_ci.out("exports", "mnv3-cat")
+    want = exported["metadata"]
+    for name in export.FILE_NAMES.values():
+        got = export.read_metadata(out / name)
+        assert {k: got.get(k) for k in want} == want, name
+    with pytest.raises(ValueError, match="not an exported model"):
+        export.read_metadata(out / "export.json")
+
+
+@needs_converters
+def test_coreml_check_catches_a_wrong_spec(exported, trained_ci):
+    path = trained_ci.out("exports", "mnv3-cat") / "pet_embedder.mlpackage"
+    ok = export.coreml_check(path, 64, 128, exported["metadata"])
+    assert ok["batch_range"][0] == 1
+    with pytest.raises(export.ExportError, match=r"shape range"):
+        export.coreml_check(path, 112, 128, exported["metadata"])
+    with pytest.raises(export.ExportError, match=r"metadata keys missing: \['phone_app_key'\]"):
+        export.coreml_check(path, 64, 128, {**exported["metadata"], "phone_app_key": 1})
+
+
+@needs_converters
+def test_tflite_runner_embeds_any_number_of_images(exported, trained_ci):
+    path = trained_ci.out("exports", "mnv3-cat") / "pet_embedder.tflite"
+    x = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    got = export.tflite_runner(path, 1)(x)
+    emb, _ = __import__("petlib.train", fromlist=["x"]).load_run_embedder(trained_ci.run_dir("mnv3", "cat"))
+    with torch.no_grad():
+        ref = emb(torch.from_numpy(x)).numpy()
+    assert got.shape == (3, 128) and np.allclose(got, ref, atol=1e-4)
+
+
+def test_missing_converter_is_skipped_with_install_command(trained_ci, monkeypatch, tmp_path):
+    monkeypatch.setitem(export._CONVERTER, "coreml", ("petface_no_such_converter",))
+    r = export.export_run(trained_ci, "mnv3", "cat", formats=["coreml"], out_dir=tmp_path)
+    row = _rows(r)["coreml"]
+    assert row["status"] == "skipped" and "pip install" in row["reason"]
+    assert not (tmp_path / "pet_embedder.mlpackage").exists()
+
+
+def test_failing_converter_keeps_the_previous_file(trained_ci, monkeypatch, tmp_path):
+    old = tmp_path / "pet_embedder.ts"
+    old.write_bytes(b"previous export")
+
+    def broken(*a, **k):
+        raise RuntimeError("converter exploded")
+    monkeypatch.setattr(torch.jit, "save", broken)
+    r = export.export_run(trained_ci, "mnv3", "cat", formats=["torchscript", "onnx"], out_dir=tmp_path)
+    rows = _rows(r)
+    assert rows["torchscript"]["status"] == "failed" and "converter exploded" in rows["torchscript"]["reason"]
+    assert rows["ONNX fp32"]["status"] == "ok"  # the other formats still ran
+    assert old.read_bytes() == b"previous export"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+
+
+def test_unknown_format_is_an_error(trained_ci):
+    with pytest.raises(ValueError, match="unknown export formats"):
+        export.export_run(trained_ci, "mnv3", "cat", formats=["pdf"])
+
+
+def test_atomic_dir_replaces_on_success_and_keeps_on_error(tmp_path):
+    target = tmp_path / "m.mlpackage"
+    target.mkdir()
+    (target / "old").write_text("1")
+    with pytest.raises(KeyError):
+        with atomic_dir(target) as tmp:
+            tmp.mkdir()
+            (tmp / "new").write_text("2")
+            raise KeyError("killed mid-write")
+    assert [p.name for p in target.iterdir()] == ["old"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.mlpackage"]
+    with atomic_dir(target) as tmp:
+        assert tmp.suffix == ".mlpackage"
+        tmp.mkdir()
+        (tmp / "new").write_text("2")
+    assert [p.name for p in target.iterdir()] == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.mlpackage"]
+
+
+def test_cli_export(trained_ci, tmp_path, capsys):
+    from petlib.cli import main
+
+    run = trained_ci.run_dir("mnv3", "cat")
+    assert main(["export", str(run), "--formats", "onnx", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ONNX fp32" in out and (tmp_path / "pet_embedder.onnx").is_file()
+    assert main(["export", str(tmp_path), "--formats", "onnx"]) == 2
+    assert "config.json: missing" in capsys.readouterr().err
