@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -140,8 +142,6 @@ def torchscript_export(embedder: torch.nn.Module, out: Path, metadata: dict | No
 def _quiet_fds():
     """Silence a converter's own logging at the file-descriptor level (C++ logs, progress bars); on an
     error the captured tail is attached to the exception so nothing needed for a diagnosis is lost."""
-    import os
-    import sys
     import tempfile
 
     for s in (sys.stdout, sys.stderr):
@@ -184,25 +184,119 @@ def _example(embedder: torch.nn.Module, batch: int) -> torch.Tensor:
 ET_MAX_BATCH = 32  # ExecuTorch plans memory for the largest batch up front; phones run batch 1
 
 
-def executorch_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None,
-                      max_batch: int = ET_MAX_BATCH) -> Path:
-    """ExecuTorch program lowered to XNNPACK, batch 1..`max_batch`. The metadata travels inside the
-    .pte as a constant method `petface_metadata` (UTF-8 JSON as a uint8 tensor)."""
+class _Child:
+    """A conversion running in a separate Python process (see `start_conversion`); `.wait()` returns its
+    output path or raises ExportError with the child's last log lines. The file appears only on success."""
 
+    def __init__(self, argv: list[str], tmp: Path, out: Path, cleanup: list[Path]):
+        import subprocess
+
+        self.tmp, self.out, self.cleanup = tmp, out, cleanup
+        # One thread each: OpenMP threads of several torch processes spin against each other on a small
+        # machine (measured here: 25x slower), and the converters are single-threaded Python anyway.
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        for p in [self.tmp, *self.cleanup]:
+            p.unlink(missing_ok=True)
+
+    def wait(self) -> Path:
+        _, err = self.proc.communicate()
+        try:
+            if self.proc.returncode != 0:
+                tail = " | ".join(err.decode(errors="replace").strip().splitlines()[-3:])
+                raise ExportError(f"{self.out}: conversion failed (exit {self.proc.returncode}): {tail}")
+            os.chmod(self.tmp, 0o644)
+            os.replace(self.tmp, self.out)
+            return self.out
+        finally:
+            for p in [self.tmp, *self.cleanup]:
+                p.unlink(missing_ok=True)
+
+
+def start_conversion(fmt: str, embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> _Child:
+    """Start converting to `fmt` (only "tflite" needs it) in a child Python process and return at once.
+
+    A child process because litert-torch imports JAX, whose threads make any later fork() in this
+    process (DataLoader workers, the synth pool) liable to deadlock; it also lets the conversion run
+    beside the other exporters on the second core."""
+    import tempfile
+
+    if fmt not in _CHILD_CONVERTERS:
+        raise ValueError(f"no child-process converter for {fmt!r}; choose from {sorted(_CHILD_CONVERTERS)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    src = Path(tmp).with_suffix(".src.pt")
+    torch.save({"config": embedder.config, "state_dict": embedder.state_dict(), "metadata": metadata or {}}, src)
+    argv = [sys.executable, "-c", "import sys; from petlib.export import _convert; _convert(*sys.argv[1:])",
+            fmt, str(src), tmp]
+    return _Child(argv, Path(tmp), out, [src])
+
+
+def executorch_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> Path:
+    """ExecuTorch program lowered to XNNPACK, batch 1..ET_MAX_BATCH. The metadata travels inside the
+    .pte as a constant method `petface_metadata` (UTF-8 JSON as a uint8 tensor). In this process: a child
+    would pay the ~15 s cold start of torch.export again (measured slower overall)."""
     embedder = embedder.eval().cpu().to(memory_format=torch.contiguous_format)
-    # The example must be the largest batch: memory planning sizes buffers from it.
-    x = _example(embedder, max_batch)
-    meta = torch.tensor(list(json.dumps(metadata or {}).encode()), dtype=torch.uint8)
     with atomic_path(out) as tmp, _quiet_fds():
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
-
-        program = torch.export.export(embedder, (x,),
-                                      dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=max_batch)}})
-        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
-                                              constant_methods={"petface_metadata": meta}).to_executorch()
-        tmp.write_bytes(lowered.buffer)
+        _executorch_convert(embedder, tmp, metadata or {})
     return out
+
+
+def tflite_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> Path:
+    """TFLite flatbuffer via litert-torch, batch 1 (litert cannot lower a dynamic-batch flatten; a phone app
+    embeds one face at a time). The metadata is a flatbuffer Metadata entry `petface` (UTF-8 JSON)."""
+    return start_conversion("tflite", embedder, out, metadata).wait()
+
+
+def _convert(fmt: str, src: str, path: str) -> None:
+    """Child-process side of `start_conversion`."""
+    from .models import embedder_from_config
+
+    blob = torch.load(src, map_location="cpu", weights_only=True)
+    embedder = embedder_from_config(blob["config"], blob["state_dict"]).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _CHILD_CONVERTERS[fmt](embedder, Path(path), blob["metadata"])
+
+
+def _executorch_convert(embedder: torch.nn.Module, path: Path, metadata: dict) -> None:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    # The example must be the largest batch: memory planning sizes buffers from it.
+    program = torch.export.export(embedder, (_example(embedder, ET_MAX_BATCH),),
+                                  dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=ET_MAX_BATCH)}})
+    meta = torch.tensor(list(json.dumps(metadata).encode()), dtype=torch.uint8)
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                          constant_methods={"petface_metadata": meta}).to_executorch()
+    path.write_bytes(lowered.buffer)
+
+
+def _tflite_convert(embedder: torch.nn.Module, path: Path, metadata: dict) -> None:
+    import flatbuffers
+    import litert_torch
+    from ai_edge_litert import schema_py_generated as schema
+
+    litert_torch.convert(embedder, (_example(embedder, 1),)).export(str(path))
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+    model.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = "petface", len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != b"petface"] + [entry]
+    builder = flatbuffers.Builder(1 << 20)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(builder.Output())
+
+
+_CHILD_CONVERTERS = {"tflite": _tflite_convert}
 
 
 def executorch_runner(path: Path, threads: int | None = None):
@@ -221,40 +315,6 @@ def executorch_runner(path: Path, threads: int | None = None):
                                                                                      dtype=np.float32))])[0].numpy()
                                for i in range(0, len(x), ET_MAX_BATCH)])
     return run
-
-
-def tflite_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> Path:
-    """TFLite flatbuffer via litert-torch, batch 1 (litert cannot lower a dynamic flatten; a phone app embeds
-    one face at a time). The metadata is a flatbuffer Metadata entry `petface` (UTF-8 JSON).
-
-    The conversion runs in a spawned child process: litert-torch imports JAX, whose threads make any
-    later fork() in this process (DataLoader workers, the synth pool) liable to deadlock."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    embedder = embedder.eval().cpu().to(memory_format=torch.contiguous_format)
-    with atomic_path(out) as tmp, ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-        pool.submit(_tflite_convert, embedder, str(tmp), metadata or {}).result()
-    return out
-
-
-def _tflite_convert(embedder: torch.nn.Module, path: str, metadata: dict) -> None:
-    with _quiet_fds():
-        import flatbuffers
-        import litert_torch
-        from ai_edge_litert import schema_py_generated as schema
-
-        litert_torch.convert(embedder, (_example(embedder, 1),)).export(path)
-        model = schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
-        buf = schema.BufferT()
-        buf.data = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
-        model.buffers.append(buf)
-        entry = schema.MetadataT()
-        entry.name, entry.buffer = "petface", len(model.buffers) - 1
-        model.metadata = [m for m in (model.metadata or []) if m.name != b"petface"] + [entry]
-        builder = flatbuffers.Builder(1 << 20)
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        Path(path).write_bytes(builder.Output())
 
 
 def tflite_runner(path: Path, threads: int | None = None):
@@ -397,11 +457,14 @@ def run_batched(run, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate([run(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-def latency_ms(run, size: int, batch: int, repeats: int = 20) -> float:
+def latency_ms(run, size: int, batch: int, repeats: int | None = None) -> float:
+    """Median wall time of `run` on one random batch. Batch 32 takes 30-100x longer per call than batch 1
+    and varies less, so it gets 5 timed calls (after 1 warm-up) to batch 1's 20 (after 3)."""
     import time
 
+    repeats = repeats or (20 if batch == 1 else 5)
     x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
-    for _ in range(3):
+    for _ in range(3 if batch == 1 else 1):
         run(x)
     times = []
     for _ in range(repeats):
@@ -444,6 +507,9 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
     size = cfg["image_size"]
     hist = json.loads((run / "history.json").read_text())
     threshold = summary(hist)["val_threshold"]
+    meta = {"input_size": size, "channel_order": "RGB", "layout": "NCHW", "mean": cfg["mean"], "std": cfg["std"],
+            "embedding_dim": cfg["embedding_dim"], "recommended_threshold": threshold,
+            "data_fingerprint": cfg["data_fingerprint"]}
     splits = data.load_splits(params, species)
     test, val = splits["test"], splits["val"]
     x_test = np.stack([t.numpy() for t in _Images(test.paths, size)])
@@ -477,9 +543,48 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
         set_threads(n_threads)
         return row
 
-    meta = {"input_size": size, "channel_order": "RGB", "layout": "NCHW", "mean": cfg["mean"], "std": cfg["std"],
-            "embedding_dim": cfg["embedding_dim"], "recommended_threshold": threshold,
-            "data_fingerprint": cfg["data_fingerprint"]}
+    # Phase 1: convert; TFLite in a child process beside the other converters.
+    # Phase 2: check each file in its runtime, one at a time, so no latency is measured while a
+    # conversion runs.
+    converted, rows_by_fmt = {}, {}
+    children = {f: start_conversion(f, embedder, out / FILE_NAMES[f], meta)
+                for f in formats if f in _CHILD_CONVERTERS and converter_available(f)}
+    try:
+        for fmt in tqdm(formats, desc=f"convert {model}-{species}", disable=not progress):
+            path = out / FILE_NAMES[fmt]
+            try:
+                if not converter_available(fmt):
+                    rows_by_fmt[fmt] = [{"format": fmt, "file": path.name, "status": "skipped",
+                                         "reason": f"converter not installed: {EXPORT_INSTALL}"}]
+                elif fmt == "onnx":
+                    shutil.copyfile(run / "pet_embedder.onnx", path)
+                elif fmt == "onnx_int8":
+                    for pc in (True, False):
+                        cand = out / f"pet_embedder.int8.{'per_channel' if pc else 'per_tensor'}.onnx"
+                        quantize_int8(run / "pet_embedder.onnx", cand, x_cal, per_channel=pc)
+                        copy_metadata(run / "pet_embedder.onnx", cand)
+                        converted.setdefault(fmt, []).append((pc, cand))
+                elif fmt == "torchscript":
+                    torchscript_export(embedder, path, meta)
+                elif fmt == "executorch":
+                    executorch_export(embedder, path, meta)
+                elif fmt == "coreml":
+                    coreml_export(embedder, path, meta)
+            except Exception as e:  # one broken converter must not take the others down
+                notes = " ".join(getattr(e, "__notes__", []))
+                rows_by_fmt[fmt] = [{"format": fmt, "file": path.name, "status": "failed",
+                                     "reason": f"{type(e).__name__}: {e} {notes}".strip()}]
+        for fmt in list(children):
+            try:
+                children[fmt].wait()
+            except Exception as e:
+                rows_by_fmt[fmt] = [{"format": fmt, "file": FILE_NAMES[fmt], "status": "failed",
+                                     "reason": f"{type(e).__name__}: {e}"}]
+            del children[fmt]
+    finally:
+        for child in children.values():  # interrupted: stop them and leave no temp files
+            child.close()
+
     rows = [{"format": "pytorch (reference)", "file": "pet_embedder.pt", "bytes": (run / "pet_embedder.pt").stat().st_size,
              "runtime": "torch eager", "min_cosine": 1.0, "mean_cosine": 1.0, "status": "ok", **ref_task}]
     for threads in (1, n_threads):
@@ -487,53 +592,41 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
         for b in (1, 32):
             rows[0][f"ms_b{b}_t{threads}"] = latency_ms(ref_run, size, b)
     torch.set_num_threads(n_threads)
-    for fmt in tqdm(formats, desc=f"export {model}-{species}", disable=not progress):
+    for fmt in tqdm([f for f in formats if f not in rows_by_fmt], desc=f"check {model}-{species}",
+                    disable=not progress):
         path = out / FILE_NAMES[fmt]
         try:
-            if not converter_available(fmt):
-                rows.append({"format": fmt, "file": path.name, "status": "skipped",
-                             "reason": f"converter not installed: {EXPORT_INSTALL}"})
-            elif fmt == "onnx":
-                shutil.copyfile(run / "pet_embedder.onnx", path)
-                rows.append(measure(lambda th, p=path: onnx_runner(p, th), "ONNX fp32", path, "onnxruntime"))
+            if fmt == "onnx":
+                rows_by_fmt[fmt] = [measure(lambda th, p=path: onnx_runner(p, th), "ONNX fp32", path, "onnxruntime")]
             elif fmt == "onnx_int8":
-                best = None
-                for pc in (True, False):
-                    cand = out / f"pet_embedder.int8.{'per_channel' if pc else 'per_tensor'}.onnx"
-                    quantize_int8(run / "pet_embedder.onnx", cand, x_cal, per_channel=pc)
-                    copy_metadata(run / "pet_embedder.onnx", cand)
-                    r = measure(lambda th, p=cand: onnx_runner(p, th),
-                                f"ONNX INT8 ({'per-channel' if pc else 'per-tensor'})", cand, "onnxruntime")
-                    rows.append(r)
-                    if best is None or r["mean_cosine"] > best[1]["mean_cosine"]:  # fidelity, not a lucky delta
-                        best = (cand, r)
-                shutil.copyfile(best[0], path)
-                rows.append({**best[1], "format": "ONNX INT8 (kept: " + best[1]["format"].split("(")[1], "file": path.name})
+                cands = [(measure(lambda th, p=cand: onnx_runner(p, th),
+                                  f"ONNX INT8 ({'per-channel' if pc else 'per-tensor'})", cand, "onnxruntime"), cand)
+                         for pc, cand in converted[fmt]]
+                best, best_path = max(cands, key=lambda c: c[0]["mean_cosine"])  # fidelity, not a lucky delta
+                shutil.copyfile(best_path, path)
+                rows_by_fmt[fmt] = [c[0] for c in cands] + [
+                    {**best, "format": "ONNX INT8 (kept: " + best["format"].split("(")[1], "file": path.name}]
             elif fmt == "torchscript":
-                torchscript_export(embedder, path, meta)
                 loaded = torch.jit.load(str(path))
-                rows.append(measure(lambda th, m=loaded: torch_runner(m), "TorchScript", path, "torch.jit",
-                                    torch.set_num_threads))
+                rows_by_fmt[fmt] = [measure(lambda th, m=loaded: torch_runner(m), "TorchScript", path, "torch.jit",
+                                            torch.set_num_threads)]
             elif fmt == "executorch":
-                executorch_export(embedder, path, meta)
-                rows.append(measure(lambda th, p=path: executorch_runner(p, th), "ExecuTorch (XNNPACK)", path,
-                                    "executorch runtime", lambda n: None))
+                rows_by_fmt[fmt] = [measure(lambda th, p=path: executorch_runner(p, th), "ExecuTorch (XNNPACK)", path,
+                                            "executorch runtime")]
             elif fmt == "tflite":
-                tflite_export(embedder, path, meta)
-                rows.append({**measure(lambda th, p=path: tflite_runner(p, th), "TFLite (batch-1 graph)", path,
-                                       "ai-edge-litert", batches=(1,)),
-                             "note": "batch-1 graph: litert-torch cannot lower a dynamic-batch flatten"})
+                rows_by_fmt[fmt] = [{**measure(lambda th, p=path: tflite_runner(p, th), "TFLite (batch-1 graph)", path,
+                                               "ai-edge-litert", batches=(1,)),
+                                     "note": "batch-1 graph: litert-torch cannot lower a dynamic-batch flatten"}]
             elif fmt == "coreml":
-                coreml_export(embedder, path, meta)
                 check = coreml_check(path, size, cfg["embedding_dim"], meta)
-                rows.append({"format": "CoreML (ML Program, fp32)", "file": path.name, "bytes": _size(path),
-                             "runtime": "none on Linux", "status": "spec checked",
-                             "note": f"spec v{check['spec_version']}, batch {check['batch_range']}: inputs, outputs, "
-                                     "fp32 and metadata validated; prediction needs macOS"})
-        except Exception as e:  # one broken converter must not take the others down
-            notes = " ".join(getattr(e, "__notes__", []))
-            rows.append({"format": fmt, "file": path.name, "status": "failed",
-                         "reason": f"{type(e).__name__}: {e} {notes}".strip()})
+                rows_by_fmt[fmt] = [{"format": "CoreML (ML Program, fp32)", "file": path.name, "bytes": _size(path),
+                                     "runtime": "none on Linux", "status": "spec checked",
+                                     "note": f"spec v{check['spec_version']}, batch {check['batch_range']}: inputs, "
+                                             "outputs, fp32 and metadata validated; prediction needs macOS"}]
+        except Exception as e:
+            rows_by_fmt[fmt] = [{"format": fmt, "file": path.name, "status": "failed",
+                                 "reason": f"{type(e).__name__}: {e}"}]
+    rows += [r for fmt in formats for r in rows_by_fmt[fmt]]
     result = {"model": model, "species": species, "rows": rows, "metadata": meta, "reference": ref_task,
               "threads_all": n_threads}
     from .io import atomic_write_json

@@ -122,6 +122,21 @@ def test_failing_converter_keeps_the_previous_file(trained_ci, monkeypatch, tmp_
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
 
+def test_failed_child_conversion_is_one_clear_error_and_keeps_the_file(tmp_path):
+    out = tmp_path / "pet_embedder.tflite"
+    out.write_bytes(b"previous export")
+    tmp = tmp_path / ".pet_embedder.tflite.x.tmp"
+    tmp.write_bytes(b"")
+    src = tmp_path / ".src.pt"
+    src.write_bytes(b"")
+    child = export._Child([sys.executable, "-c", "import sys; print('converter noise'); sys.exit('boom: op not lowered')"],
+                          tmp, out, [src])
+    with pytest.raises(export.ExportError, match=r"pet_embedder.tflite: conversion failed \(exit 1\): boom"):
+        child.wait()
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pet_embedder.tflite"]
+
+
 def test_unknown_format_is_an_error(trained_ci):
     with pytest.raises(ValueError, match="unknown export formats"):
         export.export_run(trained_ci, "mnv3", "cat", formats=["pdf"])
