@@ -185,7 +185,7 @@ ET_MAX_BATCH = 32  # ExecuTorch plans memory for the largest batch up front; pho
 
 
 class _Child:
-    """A conversion running in a separate Python process (see `start_conversion`); `.wait()` returns its
+    """A conversion running in a separate Python process (see `tflite_start`); `.wait()` returns its
     output path or raises ExportError with the child's last log lines. The file appears only on success."""
 
     def __init__(self, argv: list[str], tmp: Path, out: Path, cleanup: list[Path]):
@@ -217,24 +217,22 @@ class _Child:
                 p.unlink(missing_ok=True)
 
 
-def start_conversion(fmt: str, embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> _Child:
-    """Start converting to `fmt` (only "tflite" needs it) in a child Python process and return at once.
+def tflite_start(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> _Child:
+    """Start the TFLite conversion (`tflite_export`) in a child Python process and return at once.
 
     A child process because litert-torch imports JAX, whose threads make any later fork() in this
     process (DataLoader workers, the synth pool) liable to deadlock; it also lets the conversion run
     beside the other exporters on the second core."""
     import tempfile
 
-    if fmt not in _CHILD_CONVERTERS:
-        raise ValueError(f"no child-process converter for {fmt!r}; choose from {sorted(_CHILD_CONVERTERS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     src = Path(tmp).with_suffix(".src.pt")
     torch.save({"config": embedder.config, "state_dict": embedder.state_dict(), "metadata": metadata or {}}, src)
-    argv = [sys.executable, "-c", "import sys; from petlib.export import _convert; _convert(*sys.argv[1:])",
-            fmt, str(src), tmp]
+    argv = [sys.executable, "-c", "import sys; from petlib.export import _tflite_child; _tflite_child(*sys.argv[1:])",
+            str(src), tmp]
     return _Child(argv, Path(tmp), out, [src])
 
 
@@ -243,39 +241,35 @@ def executorch_export(embedder: torch.nn.Module, out: Path, metadata: dict | Non
     .pte as a constant method `petface_metadata` (UTF-8 JSON as a uint8 tensor). In this process: a child
     would pay the ~15 s cold start of torch.export again (measured slower overall)."""
     embedder = embedder.eval().cpu().to(memory_format=torch.contiguous_format)
+    meta = torch.tensor(list(json.dumps(metadata or {}).encode()), dtype=torch.uint8)
     with atomic_path(out) as tmp, _quiet_fds():
-        _executorch_convert(embedder, tmp, metadata or {})
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        # The example must be the largest batch: memory planning sizes buffers from it, not from Dim(max=).
+        program = torch.export.export(embedder, (_example(embedder, ET_MAX_BATCH),),
+                                      dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=ET_MAX_BATCH)}})
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
+                                              constant_methods={"petface_metadata": meta}).to_executorch()
+        tmp.write_bytes(lowered.buffer)
     return out
 
 
 def tflite_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> Path:
     """TFLite flatbuffer via litert-torch, batch 1 (litert cannot lower a dynamic-batch flatten; a phone app
     embeds one face at a time). The metadata is a flatbuffer Metadata entry `petface` (UTF-8 JSON)."""
-    return start_conversion("tflite", embedder, out, metadata).wait()
+    return tflite_start(embedder, out, metadata).wait()
 
 
-def _convert(fmt: str, src: str, path: str) -> None:
-    """Child-process side of `start_conversion`."""
+def _tflite_child(src: str, path: str) -> None:
+    """Child-process side of `tflite_start`."""
     from .models import embedder_from_config
 
     blob = torch.load(src, map_location="cpu", weights_only=True)
     embedder = embedder_from_config(blob["config"], blob["state_dict"]).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _CHILD_CONVERTERS[fmt](embedder, Path(path), blob["metadata"])
-
-
-def _executorch_convert(embedder: torch.nn.Module, path: Path, metadata: dict) -> None:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    # The example must be the largest batch: memory planning sizes buffers from it.
-    program = torch.export.export(embedder, (_example(embedder, ET_MAX_BATCH),),
-                                  dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=ET_MAX_BATCH)}})
-    meta = torch.tensor(list(json.dumps(metadata).encode()), dtype=torch.uint8)
-    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()],
-                                          constant_methods={"petface_metadata": meta}).to_executorch()
-    path.write_bytes(lowered.buffer)
+        _tflite_convert(embedder, Path(path), blob["metadata"])
 
 
 def _tflite_convert(embedder: torch.nn.Module, path: Path, metadata: dict) -> None:
@@ -294,9 +288,6 @@ def _tflite_convert(embedder: torch.nn.Module, path: Path, metadata: dict) -> No
     builder = flatbuffers.Builder(1 << 20)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     path.write_bytes(builder.Output())
-
-
-_CHILD_CONVERTERS = {"tflite": _tflite_convert}
 
 
 def executorch_runner(path: Path, threads: int | None = None):
@@ -547,8 +538,8 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
     # Phase 2: check each file in its runtime, one at a time, so no latency is measured while a
     # conversion runs.
     converted, rows_by_fmt = {}, {}
-    children = {f: start_conversion(f, embedder, out / FILE_NAMES[f], meta)
-                for f in formats if f in _CHILD_CONVERTERS and converter_available(f)}
+    children = {"tflite": tflite_start(embedder, out / FILE_NAMES["tflite"], meta)} \
+        if "tflite" in formats and converter_available("tflite") else {}
     try:
         for fmt in tqdm(formats, desc=f"convert {model}-{species}", disable=not progress):
             path = out / FILE_NAMES[fmt]

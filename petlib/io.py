@@ -42,6 +42,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)  # left by a run killed between the two renames
         had_old = path.exists()
         if had_old:
             os.replace(path, old)
