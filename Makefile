@@ -23,7 +23,7 @@ $(VENV)/.dev: pyproject.toml | $(PY)
 	touch $@ $(VENV)/.core
 
 $(VENV)/.lab: pyproject.toml | $(PY)
-	$(PIP) install -q -e '.[lab]'
+	$(PIP) install -q -e '.[lab,export]'
 	touch $@ $(VENV)/.core
 
 study: $(VENV)/.core

@@ -37,8 +37,7 @@ def export_onnx(embedder: torch.nn.Module, path: str | Path, metadata: dict[str,
 
     path = Path(path)
     embedder = embedder.eval().cpu().to(memory_format=torch.contiguous_format)
-    size = embedder.config["image_size"]
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    x = _example(embedder, 2)
     with atomic_path(path) as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # the exporter narrates every pass; keep reports readable
         batch = torch.export.Dim("batch", min=1, max=4096)
@@ -130,10 +129,8 @@ def onnx_runner(path: Path, threads: int | None = None):
 
 def torchscript_export(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> Path:
     """Traced TorchScript; `metadata` travels as the extra file `petface.json` (torch.jit.load(_extra_files=...))."""
-
-    size = embedder.config["image_size"]
     with atomic_path(out) as tmp, torch.no_grad():
-        traced = torch.jit.trace(embedder.eval().cpu(), torch.zeros(1, 3, size, size))
+        traced = torch.jit.trace(embedder.eval().cpu(), _example(embedder, 1))
         torch.jit.save(traced, str(tmp), _extra_files={"petface.json": json.dumps(metadata or {})})
     return out
 
@@ -200,6 +197,9 @@ class _Child:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self._remove_temps()
+
+    def _remove_temps(self) -> None:
         for p in [self.tmp, *self.cleanup]:
             p.unlink(missing_ok=True)
 
@@ -213,8 +213,7 @@ class _Child:
             os.replace(self.tmp, self.out)
             return self.out
         finally:
-            for p in [self.tmp, *self.cleanup]:
-                p.unlink(missing_ok=True)
+            self._remove_temps()
 
 
 def tflite_start(embedder: torch.nn.Module, out: Path, metadata: dict | None = None) -> _Child:
@@ -562,15 +561,12 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
                 elif fmt == "coreml":
                     coreml_export(embedder, path, meta)
             except Exception as e:  # one broken converter must not take the others down
-                notes = " ".join(getattr(e, "__notes__", []))
-                rows_by_fmt[fmt] = [{"format": fmt, "file": path.name, "status": "failed",
-                                     "reason": f"{type(e).__name__}: {e} {notes}".strip()}]
+                rows_by_fmt[fmt] = [_failed(fmt, e)]
         for fmt in list(children):
             try:
                 children[fmt].wait()
             except Exception as e:
-                rows_by_fmt[fmt] = [{"format": fmt, "file": FILE_NAMES[fmt], "status": "failed",
-                                     "reason": f"{type(e).__name__}: {e}"}]
+                rows_by_fmt[fmt] = [_failed(fmt, e)]
             del children[fmt]
     finally:
         for child in children.values():  # interrupted: stop them and leave no temp files
@@ -615,14 +611,38 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
                                      "note": f"spec v{check['spec_version']}, batch {check['batch_range']}: inputs, "
                                              "outputs, fp32 and metadata validated; prediction needs macOS"}]
         except Exception as e:
-            rows_by_fmt[fmt] = [{"format": fmt, "file": path.name, "status": "failed",
-                                 "reason": f"{type(e).__name__}: {e}"}]
+            rows_by_fmt[fmt] = [_failed(fmt, e)]
     rows += [r for fmt in formats for r in rows_by_fmt[fmt]]
     result = {"model": model, "species": species, "rows": rows, "metadata": meta, "reference": ref_task,
               "threads_all": n_threads}
     from .io import atomic_write_json
     atomic_write_json(out / "export.json", result)
     return result
+
+
+def _failed(fmt: str, e: Exception) -> dict:
+    """The row of a format whose conversion or check raised: the reason in one line, with the converter's
+    log tail when `_quiet_fds` attached one."""
+    notes = " ".join(getattr(e, "__notes__", []))
+    return {"format": fmt, "file": FILE_NAMES[fmt], "status": "failed",
+            "reason": f"{type(e).__name__}: {e} {notes}".strip().replace("\n", " ")}
+
+
+def headline(result: dict) -> dict:
+    """The figures the study index shows for one export: formats written and checked, the kept INT8
+    model's size and accuracy change, and onnxruntime's batch-1 latency."""
+    rows = result["rows"][1:]  # after the PyTorch reference
+    shipped = [r for r in rows if not r["format"].startswith("ONNX INT8 (per")]  # candidates are not shipped
+    ok = [r for r in shipped if r["status"] in ("ok", "spec checked")]
+    out = {"formats checked": f"{len(ok)}/{len(shipped)}"}
+    kept = next((r for r in ok if r["format"].startswith("ONNX INT8 (kept")), None)
+    fp32 = next((r for r in ok if r["format"] == "ONNX fp32"), None)
+    if kept:
+        out.update({"INT8 MB": round(kept["bytes"] / 1e6, 2),
+                    "INT8 d-acc (pts)": round(kept["delta_verification_accuracy"] * 100, 2)})
+    if fp32:
+        out["ORT fp32 ms (b1, 1 thread)"] = round(fp32["ms_b1_t1"], 2)
+    return out
 
 
 def _size(path: Path) -> int:

@@ -66,6 +66,18 @@ def test_phone_formats_match_pytorch_on_the_task(exported):
     assert "jax" not in sys.modules
 
 
+def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
+    ok = {"status": "ok", "bytes": 1_970_000, "delta_verification_accuracy": -0.008, "ms_b1_t1": 0.4321}
+    result = {"rows": [{"format": "pytorch (reference)", "status": "ok"},
+                       {**ok, "format": "ONNX fp32", "bytes": 6_900_000},
+                       {**ok, "format": "ONNX INT8 (per-channel)"}, {**ok, "format": "ONNX INT8 (per-tensor)"},
+                       {**ok, "format": "ONNX INT8 (kept: per-channel)"},
+                       {"format": "coreml", "status": "skipped"}, {"format": "tflite", "status": "failed"}]}
+    assert export.headline(result) == {"formats checked": "2/4", "INT8 MB": 1.97, "INT8 d-acc (pts)": -0.8,
+                                       "ORT fp32 ms (b1, 1 thread)": 0.43}
+    assert export.headline({"rows": result["rows"][:1] + result["rows"][5:]}) == {"formats checked": "0/2"}
+
+
 @needs_converters
 def test_every_format_carries_the_same_metadata(exported, trained_ci):
     out = trained_ci.out("exports", "mnv3-cat")
