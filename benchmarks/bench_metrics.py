@@ -1,4 +1,4 @@
-"""Metric-suite timings at the seed's test size (~8,600 images, ~2,000 identities) and at 100k images.
+"""Metric-suite timings at the design's test size (~8,600 images, ~2,000 identities) and at 100k images.
 
 Prints a table: the metric part of the seven benchmarks (robustness embedding excluded) on random
 clustered 128-d embeddings, plus peak RSS. Also times scikit-learn k-means++ next to faiss k-means at

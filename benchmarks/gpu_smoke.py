@@ -1,5 +1,5 @@
 """A prepared GPU smoke run (issue: performance suite): synthetic data at 224 px, MNv3 and MFN trained for a
-fixed number of steps with the seed's GPU configuration (AMP, channels_last, batch 96), then evaluated.
+fixed number of steps with the design's GPU configuration (§5.1) (AMP, channels_last, batch 96), then evaluated.
 Prints img/s, peak GPU memory, the data-loader wait fraction and the benchmark timings.
 
 Runs on the CPU too, for checking it before spending device time:
@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from petlib import evaluate, train  # noqa: E402
-from petlib.config import params_from_dict  # noqa: E402
-from petlib.data import prepare_species  # noqa: E402
+from petlib import evaluate, train
+from petlib.config import params_from_dict
+from petlib.data import prepare_species
 
 
 def main():

@@ -19,20 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from petlib import data, losses, models, synth
+from petlib.export.onnx import quantize_int8
+from petlib.latency import timed, torch_runner
+from petlib.onnx_file import export_onnx, onnx_runner
 
-from petlib import data, export, losses, models, synth  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def stats(fn, repeats: int) -> tuple[float, float, float]:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts)), float(min(ts)), float(max(ts))
+    """(median, min, max) seconds per call, after one warm-up call (petlib.latency.timed)."""
+    t = timed(fn, repeats, warmup=1)
+    return t["median"], t["min"], t["max"]
 
 
 def latency_rows(sizes, repeats, tmp: Path) -> list[dict]:
@@ -44,13 +42,13 @@ def latency_rows(sizes, repeats, tmp: Path) -> list[dict]:
             torch.manual_seed(0)
             emb = models.create_embedder(backbone, size).eval()
             onnx = tmp / f"{backbone}-{size}.onnx"
-            export.export_onnx(emb, onnx)
+            export_onnx(emb, onnx)
             calib = np.random.default_rng(0).normal(size=(32, 3, size, size)).astype(np.float32)
-            int8 = export.quantize_int8(onnx, tmp / f"{backbone}-{size}.int8.onnx", calib, per_channel=True)
+            int8 = quantize_int8(onnx, tmp / f"{backbone}-{size}.int8.onnx", calib, per_channel=True)
             for threads in (1, n_all):
                 torch.set_num_threads(threads)
-                runners = {"torch": export.torch_runner(emb), "ort_fp32": export.onnx_runner(onnx, threads),
-                           "ort_int8": export.onnx_runner(int8, threads)}
+                runners = {"torch": torch_runner(emb), "ort_fp32": onnx_runner(onnx, threads),
+                           "ort_int8": onnx_runner(int8, threads)}
                 for batch in (1, 32):
                     x = np.random.default_rng(1).normal(size=(batch, 3, size, size)).astype(np.float32)
                     res = {k: stats(lambda r=r: r(x), repeats if batch == 1 else max(3, repeats // 5))
@@ -67,7 +65,7 @@ def latency_rows(sizes, repeats, tmp: Path) -> list[dict]:
 
 
 def training_rows(size: int, steps: int, tmp: Path) -> list[dict]:
-    """Bare model step (ready batch) vs the full loop (decode + the seed's augmentations + step)."""
+    """Bare model step (ready batch) vs the full loop (decode + the design's augmentations + step)."""
     root = tmp / "synth"
     synth.generate(root, "cat", 120, 112, seed=0, progress=False)
     idx = data.scan_identities(root, progress=False)

@@ -1,4 +1,4 @@
-"""Benchmark metrics (seed section 6 plus open-set identification and bootstrap intervals).
+"""Benchmark metrics (design §6 plus open-set identification and bootstrap intervals).
 
 numpy arrays in, dicts of floats out. No files, no network, no torch. Embeddings are assumed
 L2-normalised, so cosine similarity is a dot product. Nothing here builds an N x N matrix: ranking
@@ -16,7 +16,7 @@ FARS = (1e-2, 1e-3, 1e-4)
 
 # --------------------------------------------------------------------------- verification
 def best_threshold(scores: np.ndarray, is_same: np.ndarray, thresholds: np.ndarray = THRESHOLDS) -> dict:
-    """Verification accuracy at the best threshold of a sweep (seed 3.5: -0.5 to 1.0, step 0.01).
+    """Verification accuracy at the best threshold of a sweep (design §3.5: -0.5 to 1.0, step 0.01).
 
     A pair is predicted "same" when its score is >= the threshold. Ties between thresholds go to the
     lowest one. Precision is 0 when nothing is predicted "same".
@@ -155,7 +155,7 @@ def purity(labels: np.ndarray, clusters: np.ndarray) -> float:
 # --------------------------------------------------------------------------- pair ranking
 def sample_pairs(labels: np.ndarray, n: int, seed: int = 42) -> np.ndarray:
     """n/2 positive and n/2 negative pairs (with replacement) as rows (i, j, is_same). Random pairs of a
-    large set are almost all negatives, so the classes are sampled separately (seed 6.2 C)."""
+    large set are almost all negatives, so the classes are sampled separately (design §6.2 C)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
@@ -169,6 +169,11 @@ def sample_pairs(labels: np.ndarray, n: int, seed: int = 42) -> np.ndarray:
     ok = labels[na] != labels[nb]
     na, nb = na[ok][:half], nb[ok][:half]
     return np.concatenate([np.c_[a, b, np.ones(len(a), np.int64)], np.c_[na, nb, np.zeros(len(na), np.int64)]])
+
+
+def pair_scores(emb: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Cosine of each pair's two embeddings (rows of `pairs` start with two indices into `emb`)."""
+    return (emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1)
 
 
 def roc(scores: np.ndarray, is_same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,8 +7,6 @@ import sys
 
 from .config import ParamsError, load_params
 
-FORMATS = ["onnx", "onnx_int8", "torchscript", "executorch", "coreml", "tflite"]  # = petlib.export.FORMATS (tested)
-
 
 def _study(a) -> int:
     from .study import run_study
@@ -29,7 +27,8 @@ def _data(a) -> int:
 
 
 def _train(a) -> int:
-    from .train import summary, train_model
+    from .run import summary
+    from .train import train_model
 
     p = load_params(a.params, a.set)
     models = a.model or [m.name for m in p.models]
@@ -37,7 +36,7 @@ def _train(a) -> int:
     for m in models:
         for s in species:
             r = train_model(p, m, s, resume=a.resume)
-            if r.history["epochs"] and int(__import__("os").environ.get("RANK", "0")) == 0:
+            if r.history["epochs"] and r.main:
                 print(f"{m}-{s}: {summary(r.history)}")
     return 0
 
@@ -57,19 +56,17 @@ def _evaluate(a) -> int:
 def _embed(a) -> int:
     from pathlib import Path
 
-    from .config import params_from_dict
     from .data import load_split
     from .embed import cached_embeddings, embed_images
-    from .train import load_run_embedder
+    from .run import RunDir
 
-    run = Path(a.run_dir)
-    embedder, cfg = load_run_embedder(run)
-    p = params_from_dict(cfg["params"], where=str(run / "config.json"))
-    idx = load_split(p, cfg["species"], a.split)
-    out = Path(a.out) if a.out else run / "embeddings.npz"
+    run = RunDir(a.run_dir)
+    embedder, size = run.load_embedder(), run.config()["image_size"]
+    idx = load_split(run.params(), run.species, a.split)
+    out = Path(a.out) if a.out else run.file("embeddings.npz")
     key = f"{a.split}-{'tta' if a.tta else 'plain'}"
-    emb = cached_embeddings(out, key, run / "pet_embedder.pt", idx.paths,
-                            lambda: embed_images(embedder, idx.paths, cfg["image_size"], tta=a.tta, progress=True))
+    emb = cached_embeddings(out, key, run.file("pet_embedder.pt"), idx.paths,
+                            lambda: embed_images(embedder, idx.paths, size, tta=a.tta, progress=True))
     print(f"{len(emb)} embeddings of {len(idx.identities)} identities ({a.split}, {key}) in {out} "
           f"[{json.dumps(list(emb.shape))}]")
     return 0
@@ -78,24 +75,20 @@ def _embed(a) -> int:
 def _export(a) -> int:
     from pathlib import Path
 
-    from .config import params_from_dict
     from .export import export_run
+    from .run import RunDir
 
-    run = Path(a.run_dir)
-    cfg_path = run / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: missing; give a training run directory")
-    cfg = json.loads(cfg_path.read_text())
-    p = params_from_dict(cfg["params"], where=str(cfg_path))
-    out = Path(a.out) if a.out else p.out("exports", f"{cfg['model']}-{cfg['species']}")
-    r = export_run(p, cfg["model"], cfg["species"], formats=a.formats, out_dir=out, run_dir=run, progress=True)
+    run = RunDir(a.run_dir)
+    p = run.params()
+    out = Path(a.out) if a.out else p.out("exports", f"{run.model}-{run.species}")
+    r = export_run(p, run.model, run.species, formats=a.formats, out_dir=out, run_dir=run.path, progress=True)
     for row in r["rows"]:
         if row["status"] in ("ok", "spec checked"):
             parity = f"min cos {row['min_cosine']:.4f}, d-acc {row['delta_verification_accuracy'] * 100:+.2f} pt, " \
                      f"{row['ms_b1_t1']:.2f} ms (b1, 1 thread)" if "delta_verification_accuracy" in row else row.get("note", "")
-            print(f"{row['format']}: {row['bytes'] / 1e6:.2f} MB; {parity}")
+            print(f"{row['label']}: {row['bytes'] / 1e6:.2f} MB; {parity}")
         else:
-            print(f"{row['format']}: {row['status']}: {row['reason']}")
+            print(f"{row['label']}: {row['status']}: {row['reason']}")
     print(f"written: {out}/ (export.json holds the full table)")
     return 0 if all(row["status"] != "failed" for row in r["rows"]) else 1
 
@@ -171,6 +164,8 @@ COMMANDS = {"study": _study, "data": _data, "train": _train, "evaluate": _evalua
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .export.registry import FORMATS  # torch-free: `petface --help` stays quick
+
     ap = argparse.ArgumentParser(prog="petface", description="petface-study: pet-face embedding study")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -199,9 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="npz file (default: RUN_DIR/embeddings.npz)")
     sp = sub.add_parser("export", help="export a trained run to phone formats, each checked in its own runtime")
     sp.add_argument("run_dir", help="a training run directory (with config.json and pet_embedder.pt)")
-    sp.add_argument("--formats", nargs="+", choices=FORMATS, help="default: all")
+    sp.add_argument("--formats", nargs="+", choices=list(FORMATS), help="default: all")
     sp.add_argument("--out", help="output folder (default: <output_dir>/exports/<model>-<species>)")
-    sp = sub.add_parser("compare", help="compare evaluated models NAME:EVAL_DIR ... (seed table 9.2), "
+    sp = sub.add_parser("compare", help="compare evaluated models NAME:EVAL_DIR ... (design §9.2), "
                                         "or two photos A B with --embedder")
     sp.add_argument("runs", nargs="+", metavar="NAME:EVAL_DIR | PHOTO")
     sp.add_argument("--out", default=".", help="folder for comparison.md and comparison.csv")

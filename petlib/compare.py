@@ -1,4 +1,4 @@
-"""Model comparison (seed 6.4 / 9.2): many metrics.json files in, one table out.
+"""Model comparison (design §6.4 / §9.2): many metrics.json files in, one table out.
 
 The best model per row is bolded in the right direction (lower is better for EER, violation rate,
 drops, size and latency). Where the row's metric has bootstrap intervals and the best model's
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .evaluate import load_metrics
+from .metrics import load_metrics
 from .io import atomic_write_text
 
 # (category, label, path in metrics.json, higher is better, key in ci95 or None)

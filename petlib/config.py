@@ -72,7 +72,7 @@ class DataParams:
 
 @dataclass
 class TrainParams:
-    """Settings shared by every model of the study (seed section 5.1)."""
+    """Settings shared by every model of the study (design §5.1)."""
     batch_size: int = 96
     weight_decay: float = 5e-4
     warmup_epochs: int = 5
@@ -102,7 +102,7 @@ class TrainParams:
 
 @dataclass
 class ModelParams:
-    """One backbone to train; the per-backbone rows of seed table 5.1."""
+    """One backbone to train; the per-backbone rows of design table 5.1."""
     name: str = "mnv3"
     backbone: str = "mobilenetv3_small_100"
     head: str = "gdconv"

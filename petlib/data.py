@@ -3,7 +3,7 @@
 Verification policy: `scan_identities` fully decodes every image up front (in parallel, with a
 progress bar) and lists what it skipped and why. A bad file therefore never reaches a DataLoader
 worker. Measured cost: about 0.3 ms per 112 px JPEG and 1 ms per 224 px JPEG on one core, i.e. about
-45 s for the seed's 86k-image cat set on 2 cores, paid once per run of `01_data`/training.
+45 s for the design's 86k-image cat set on 2 cores, paid once per run of `01_data`/training.
 """
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def scan_identities(root: str | Path, min_images: int = 2, max_pixels: int = DEF
 
 
 def dataset_stats(labels: np.ndarray) -> dict:
-    """The seed's table 3.2 for one species."""
+    """The design's table 3.2 for one species."""
     counts = np.bincount(np.asarray(labels)) if len(labels) else np.zeros(0, int)
     counts = counts[counts > 0]
     return {
@@ -260,7 +260,7 @@ def read_manifest(path: str | Path, root: str | Path) -> dict[str, IdentityIndex
 
 # --------------------------------------------------------------------------- transforms
 def train_transforms(image_size: int = 224, normalize: bool = True):
-    """Seed table 3.4, every row. Pixel sizes given for 224 px (dropout holes 16-48 px) scale with `image_size`."""
+    """Design table 3.4, every row. Pixel sizes given for 224 px (dropout holes 16-48 px) scale with `image_size`."""
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
 
@@ -285,7 +285,7 @@ def train_transforms(image_size: int = 224, normalize: bool = True):
 
 
 def eval_transforms(image_size: int = 224):
-    """Seed's val/test transform: resize and ImageNet normalisation (identical to the phone preprocessing, 7.3)."""
+    """The design's val/test transform: resize and ImageNet normalisation (identical to the phone preprocessing, 7.3)."""
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
 
@@ -326,7 +326,7 @@ class FaceDataset:
 
 # --------------------------------------------------------------------------- pairs
 def make_pairs(labels: np.ndarray, n_pairs: int = 2500, seed: int = 42) -> np.ndarray:
-    """Deterministic, balanced verification pairs (seed 3.5) as an int array of rows (i, j, is_same).
+    """Deterministic, balanced verification pairs (design §3.5) as an int array of rows (i, j, is_same).
 
     n positives are drawn without replacement from all same-identity pairs and n negatives are distinct
     random pairs of different identities, n = min(n_pairs, positive pairs available): a small split

@@ -30,6 +30,12 @@ class _Images(torch.utils.data.Dataset):
         return self.tf(image=img)["image"]
 
 
+def preprocess_images(items: Sequence, image_size: int) -> np.ndarray:
+    """(N, 3, S, S) float32 of image files or RGB arrays through the val/test transform (design §7.3)."""
+    ds = _Images(items, image_size)
+    return np.stack([ds[i].numpy() for i in range(len(ds))])
+
+
 @torch.no_grad()
 def embed_images(embedder: torch.nn.Module, items: Sequence, image_size: int, device=None, batch_size: int = 128,
                  tta: bool = False, num_workers: int = 0, channels_last: bool = False, amp_dtype=None,
@@ -87,7 +93,7 @@ def cached_embeddings(cache: str | Path, key: str, checkpoint: str | Path, paths
     return emb
 
 
-# --------------------------------------------------------------------------- robustness degradations (seed 6.2 F)
+# --------------------------------------------------------------------------- robustness degradations (design §6.2 F)
 def _blur(img):
     return np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(radius=3.5)))
 

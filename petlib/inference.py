@@ -1,4 +1,4 @@
-"""Recognition pipeline (seed section 7): detect -> crop -> embed -> match against a gallery.
+"""Recognition pipeline (design §7): detect -> crop -> embed -> match against a gallery.
 
 Galleries are safe to load: an `.npz` of float arrays (no pickle) plus a JSON header with a format
 version and the embedder's fingerprint, so a gallery built by another model is refused. Files are
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from . import data
+from .run import RunDir, metadata_from_text
 
 GALLERY_FORMAT = "petface-gallery/1"
 
@@ -97,7 +98,7 @@ def _as_rgb(image) -> np.ndarray:
 
 
 def preprocess(img: np.ndarray, size: int, mean=data.IMAGENET_MEAN, std=data.IMAGENET_STD) -> np.ndarray:
-    """Seed 7.3: resize to size x size, float in [0, 1], ImageNet mean/std, RGB, NCHW."""
+    """Design §7.3: resize to size x size, float in [0, 1], ImageNet mean/std, RGB, NCHW."""
     x = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255.0
     x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return x.transpose(2, 0, 1)[None]
@@ -113,12 +114,12 @@ class ONNXPetRecognition:
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: ONNX model not found")
         self.sess = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-        self.meta = self.sess.get_modelmeta().custom_metadata_map
+        self.meta = metadata_from_text(self.sess.get_modelmeta().custom_metadata_map)
         self.image_size = int(image_size or self.meta.get("input_size", 224))
-        self.mean = json.loads(self.meta["mean"]) if "mean" in self.meta else data.IMAGENET_MEAN
-        self.std = json.loads(self.meta["std"]) if "std" in self.meta else data.IMAGENET_STD
+        self.mean = self.meta.get("mean", data.IMAGENET_MEAN)
+        self.std = self.meta.get("std", data.IMAGENET_STD)
         t = self.meta.get("recommended_threshold")
-        self.threshold = float(t) if t else None
+        self.threshold = float(t) if isinstance(t, (int, float)) else None
         self.input = self.sess.get_inputs()[0].name
         self.fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
@@ -137,17 +138,13 @@ class TorchEmbedder:
     def __init__(self, embedder_path: str | Path, image_size: int | None = None):
         import torch
 
-        from .train import load_run_embedder
-
         path = Path(embedder_path)
-        self.model, cfg = load_run_embedder(path.parent if path.is_file() else path)
-        self.image_size = int(image_size or cfg["image_size"])
-        self.mean, self.std = cfg["mean"], cfg["std"]
-        hist = path.parent / "history.json" if path.is_file() else path / "history.json"
-        from .train import summary
-        self.threshold = summary(json.loads(hist.read_text()))["val_threshold"] if hist.is_file() else None
-        weights = path if path.is_file() else path / "pet_embedder.pt"
-        self.fingerprint = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        run = RunDir(path.parent if path.is_file() else path)
+        self.model = run.load_embedder()
+        meta = run.deploy_metadata()
+        self.image_size = int(image_size or meta["input_size"])
+        self.mean, self.std, self.threshold = meta["mean"], meta["std"], meta["recommended_threshold"]
+        self.fingerprint = hashlib.sha256(run.file("pet_embedder.pt").read_bytes()).hexdigest()[:16]
         self._torch = torch
 
     def get_embedding(self, image) -> np.ndarray:

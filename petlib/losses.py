@@ -1,4 +1,4 @@
-"""ArcFace (additive angular margin), seed 4.4."""
+"""ArcFace (additive angular margin), design §4.4."""
 from __future__ import annotations
 
 import math

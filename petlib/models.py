@@ -3,8 +3,8 @@ a path or a state dict, data never.
 
 `create_embedder("mobilenetv3_small_100")` -> timm MobileNetV3-Small (global_pool="", drop_rate=0.2,
 timm's 1x1 conv_head 576->1024 kept) + GDConv head. At 224 px it has exactly 1,701,408 parameters,
-the seed's count (the seed's text says 576 channels; its count implies the 1024-channel map).
-`create_embedder("mobilefacenet")` -> MobileFaceNet (seed 4.2) + the same GDConv head.
+the design's count (the design's text says 576 channels; its count implies the 1024-channel map).
+`create_embedder("mobilefacenet")` -> MobileFaceNet (design §4.2) + the same GDConv head.
 Any other timm model name works unchanged: its unpooled feature map feeds the head.
 """
 from __future__ import annotations
@@ -60,10 +60,10 @@ class Bottleneck(nn.Module):
 
 
 class MobileFaceNet(nn.Module):
-    """MobileFaceNet trunk as in seed 4.2, up to the 1x1 conv to 512 channels (stride 16: 14x14 at 224 px).
+    """MobileFaceNet trunk as in design §4.2, up to the 1x1 conv to 512 channels (stride 16: 14x14 at 224 px).
 
-    With the GDConv head the embedder has 1,082,624 parameters at 224 px, exactly the seed's count. That
-    count pins one detail the seed's diagram leaves open: the depthwise-separable block's pointwise
+    With the GDConv head the embedder has 1,082,624 parameters at 224 px, exactly the design's count. That
+    count pins one detail the design's diagram leaves open: the depthwise-separable block's pointwise
     1x1 conv is linear (BN, no PReLU); with a PReLU there the count would be 64 higher. The GDConv
     kernel follows the map (7x7 at 112 px), so at 112 px the embedder has 1,007,360 parameters.
     """
@@ -175,7 +175,7 @@ class GDConvHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    """Seed 4.3 alternative: pooled features -> Dropout -> 512 -> BN -> PReLU -> Dropout -> embedding -> BN."""
+    """Design §4.3 alternative: pooled features -> Dropout -> 512 -> BN -> PReLU -> Dropout -> embedding -> BN."""
 
     def __init__(self, channels: int, spatial: int = 0, embedding_dim: int = 128, dropout: float = 0.4):
         super().__init__()

@@ -4,7 +4,7 @@ Identity lives in stable traits (head and ear shape, fur colour and pattern layo
 and spacing, nose shape and colour, markings). Identities come in look-alike families that share fur
 colour and pattern type, so colour alone cannot tell them apart. Every image varies the nuisances a
 phone camera sees: pose, lighting, background and clutter, blur, noise, JPEG quality, eye openness
-and occasional occlusion. Images per identity follow the seed's statistics (3 + a geometric count:
+and occasional occlusion. Images per identity follow the design's statistics (3 + a geometric count:
 min 3, median 4, mean ~4.3, std ~1.6, tail to ~20).
 """
 from __future__ import annotations

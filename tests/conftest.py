@@ -13,6 +13,24 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_params():
+    """params/ci.yaml written into `folder` with its outputs, reports and data there (or in `synth_dir`),
+    top-level keys replaced by `top`, then loaded with `--set`-style `overrides`."""
+    import yaml
+
+    from petlib.config import load_params
+
+    def make(folder: Path, *overrides: str, synth_dir: Path | None = None, **top):
+        raw = yaml.safe_load((REPO / "params" / "ci.yaml").read_text())
+        raw.update(output_dir=str(folder / "outputs"), reports_dir=str(folder / "reports"), **top)
+        raw["data"]["synth_dir"] = str(synth_dir or folder / "data")
+        f = folder / "p.yaml"
+        f.write_text(yaml.safe_dump(raw))
+        return load_params(f, list(overrides))
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory) -> Path:
     """A small synthetic cat set shared by the data tests (generated once per session)."""
     from petlib import synth
@@ -23,19 +41,10 @@ def tiny_synth(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_ci(tmp_path_factory):
+def trained_ci(tmp_path_factory, make_params):
     """params/ci.yaml trained once (mnv3 on synthetic cats) in a temp folder, shared by later-stage tests."""
-    import yaml
-
     from petlib import train
-    from petlib.config import load_params
 
-    tmp = tmp_path_factory.mktemp("trained")
-    raw = yaml.safe_load((REPO / "params" / "ci.yaml").read_text())
-    raw.update(output_dir=str(tmp / "outputs"), reports_dir=str(tmp / "reports"))
-    raw["data"]["synth_dir"] = str(tmp / "data")
-    f = tmp / "p.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    p = load_params(f)
+    p = make_params(tmp_path_factory.mktemp("trained"))
     train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None)
     return p

@@ -7,7 +7,7 @@ from petlib.config import ParamsError, apply_overrides, load_params, params_from
 def test_shipped_params_load(repo):
     files = sorted((repo / "params").glob("*.yaml"))
     assert {"demo.yaml", "ci.yaml"} <= {f.name for f in files}
-    assert len(files) >= 6, "demo, ci and the seed's four real-data configurations"
+    assert len(files) >= 6, "demo, ci and the design's four real-data configurations"
     for f in files:
         load_params(f)
 

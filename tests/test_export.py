@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from petlib import export
+from petlib.export import coreml, tflite
+from petlib.export.tools import ChildConversion
 from petlib.io import atomic_dir
+from petlib.run import RunDir
 
 PHONE = ["executorch", "coreml", "tflite"]
 needs_converters = pytest.mark.skipif(not all(export.converter_available(f) for f in PHONE),
@@ -16,7 +19,7 @@ needs_converters = pytest.mark.skipif(not all(export.converter_available(f) for 
 
 
 def _rows(result):
-    return {r["format"]: r for r in result["rows"]}
+    return {r["label"]: r for r in result["rows"]}
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +28,25 @@ def exported(trained_ci):
     return export.export_run(trained_ci, "mnv3", "cat")
 
 
-def test_formats_listed_alike_in_cli_and_export():
-    from petlib import cli
+def test_cli_takes_the_formats_from_the_registry_without_torch():
+    import subprocess
 
-    assert cli.FORMATS == export.FORMATS
+    code = ("import sys; from petlib.cli import build_parser; from petlib.export import FORMATS; "
+            "a = build_parser().parse_args(['export', 'RUN', '--formats', *FORMATS]); "
+            "assert a.formats == list(FORMATS), a.formats; assert 'torch' not in sys.modules, 'torch imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_rows_have_stable_ids_and_roles(exported):
+    rows = exported["rows"]
+    assert rows[0]["id"] == "pytorch" and rows[0]["role"] == "reference"
+    shipped = [r["id"] for r in rows if r["role"] == "shipped"]
+    assert shipped == list(export.FORMATS)  # one shipped row per format, in registry order
+    cands = [r for r in rows if r["role"] == "candidate"]
+    assert {r["id"] for r in cands} == {"onnx_int8"} and len(cands) == 2
+    kept = next(r for r in rows if r["id"] == "onnx_int8" and r["role"] == "shipped")
+    assert kept["mean_cosine"] == max(r["mean_cosine"] for r in cands)
 
 
 def test_onnx_int8_torchscript_parity_and_metadata(exported, trained_ci):
@@ -67,23 +85,28 @@ def test_phone_formats_match_pytorch_on_the_task(exported):
 
 
 def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
-    ok = {"status": "ok", "bytes": 1_970_000, "delta_verification_accuracy": -0.008, "ms_b1_t1": 0.4321}
-    result = {"rows": [{"format": "pytorch (reference)", "status": "ok"},
-                       {**ok, "format": "ONNX fp32", "bytes": 6_900_000},
-                       {**ok, "format": "ONNX INT8 (per-channel)"}, {**ok, "format": "ONNX INT8 (per-tensor)"},
-                       {**ok, "format": "ONNX INT8 (kept: per-channel)"},
-                       {"format": "coreml", "status": "skipped"}, {"format": "tflite", "status": "failed"}]}
+    ok = {"status": "ok", "bytes": 1_970_000, "delta_verification_accuracy": -0.008, "delta_recall@1": 0.01,
+          "ms_b1_t1": 0.4321}
+    result = {"rows": [{"id": "pytorch", "role": "reference", "status": "ok"},
+                       {**ok, "id": "onnx", "role": "shipped", "bytes": 6_900_000},
+                       {**ok, "id": "onnx_int8", "role": "candidate"}, {**ok, "id": "onnx_int8", "role": "candidate"},
+                       {**ok, "id": "onnx_int8", "role": "shipped"},
+                       {"id": "coreml", "role": "shipped", "status": "skipped"},
+                       {"id": "tflite", "role": "shipped", "status": "failed"}]}
     assert export.headline(result) == {"formats checked": "2/4", "INT8 MB": 1.97, "INT8 d-acc (pts)": -0.8,
                                        "ORT fp32 ms (b1, 1 thread)": 0.43}
     assert export.headline({"rows": result["rows"][:1] + result["rows"][5:]}) == {"formats checked": "0/2"}
+    assert "no checked INT8" in export.int8_summary({"rows": result["rows"][:4]})  # INT8 failed: no StopIteration
+    assert export.int8_summary(result).startswith("INT8: 1.97 MB (3.5x smaller than fp32)")
 
 
 @needs_converters
 def test_every_format_carries_the_same_metadata(exported, trained_ci):
     out = trained_ci.out("exports", "mnv3-cat")
     want = exported["metadata"]
-    for name in export.FILE_NAMES.values():
-        got = export.read_metadata(out / name)
+    for fmt in export.FORMATS.values():
+        got = export.read_metadata(out / fmt.file_name)
+        name = fmt.file_name
         assert {k: got.get(k) for k in want} == want, name
     with pytest.raises(ValueError, match="not an exported model"):
         export.read_metadata(out / "export.json")
@@ -92,29 +115,32 @@ def test_every_format_carries_the_same_metadata(exported, trained_ci):
 @needs_converters
 def test_coreml_check_catches_a_wrong_spec(exported, trained_ci):
     path = trained_ci.out("exports", "mnv3-cat") / "pet_embedder.mlpackage"
-    ok = export.coreml_check(path, 64, 128, exported["metadata"])
+    ok = coreml.check(path, 64, 128, exported["metadata"])
     assert ok["batch_range"][0] == 1
     with pytest.raises(export.ExportError, match=r"shape range"):
-        export.coreml_check(path, 112, 128, exported["metadata"])
+        coreml.check(path, 112, 128, exported["metadata"])
     with pytest.raises(export.ExportError, match=r"metadata keys missing: \['phone_app_key'\]"):
-        export.coreml_check(path, 64, 128, {**exported["metadata"], "phone_app_key": 1})
+        coreml.check(path, 64, 128, {**exported["metadata"], "phone_app_key": 1})
 
 
 @needs_converters
 def test_tflite_runner_embeds_any_number_of_images(exported, trained_ci):
     path = trained_ci.out("exports", "mnv3-cat") / "pet_embedder.tflite"
     x = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
-    got = export.tflite_runner(path, 1)(x)
-    emb, _ = __import__("petlib.train", fromlist=["x"]).load_run_embedder(trained_ci.run_dir("mnv3", "cat"))
+    got = tflite.runner(path, 1)(x)
+    emb = RunDir(trained_ci.run_dir("mnv3", "cat")).load_embedder()
     with torch.no_grad():
         ref = emb(torch.from_numpy(x)).numpy()
     assert got.shape == (3, 128) and np.allclose(got, ref, atol=1e-4)
 
 
 def test_missing_converter_is_skipped_with_install_command(trained_ci, monkeypatch, tmp_path):
-    monkeypatch.setitem(export._CONVERTER, "coreml", ("petface_no_such_converter",))
+    import dataclasses
+
+    monkeypatch.setitem(export.FORMATS, "coreml",
+                        dataclasses.replace(export.FORMATS["coreml"], packages=("petface_no_such_converter",)))
     r = export.export_run(trained_ci, "mnv3", "cat", formats=["coreml"], out_dir=tmp_path)
-    row = _rows(r)["coreml"]
+    row = _rows(r)["CoreML (ML Program, fp32)"]
     assert row["status"] == "skipped" and "pip install" in row["reason"]
     assert not (tmp_path / "pet_embedder.mlpackage").exists()
 
@@ -128,7 +154,7 @@ def test_failing_converter_keeps_the_previous_file(trained_ci, monkeypatch, tmp_
     monkeypatch.setattr(torch.jit, "save", broken)
     r = export.export_run(trained_ci, "mnv3", "cat", formats=["torchscript", "onnx"], out_dir=tmp_path)
     rows = _rows(r)
-    assert rows["torchscript"]["status"] == "failed" and "converter exploded" in rows["torchscript"]["reason"]
+    assert rows["TorchScript"]["status"] == "failed" and "converter exploded" in rows["TorchScript"]["reason"]
     assert rows["ONNX fp32"]["status"] == "ok"  # the other formats still ran
     assert old.read_bytes() == b"previous export"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
@@ -141,7 +167,7 @@ def test_failed_child_conversion_is_one_clear_error_and_keeps_the_file(tmp_path)
     tmp.write_bytes(b"")
     src = tmp_path / ".src.pt"
     src.write_bytes(b"")
-    child = export._Child([sys.executable, "-c", "import sys; print('converter noise'); sys.exit('boom: op not lowered')"],
+    child = ChildConversion([sys.executable, "-c", "import sys; print('converter noise'); sys.exit('boom: op not lowered')"],
                           tmp, out, [src])
     with pytest.raises(export.ExportError, match=r"pet_embedder.tflite: conversion failed \(exit 1\): boom"):
         child.wait()

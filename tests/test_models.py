@@ -14,7 +14,7 @@ def test_mnv3_gdconv_has_the_seeds_parameter_count():
 def test_mobilefacenet_count_next_to_seed():
     e = create_embedder("mobilefacenet", 224)
     n = count_parameters(e)
-    print(f"MobileFaceNet + GDConv at 224 px: {n:,} parameters (seed: 1,082,624)")
+    print(f"MobileFaceNet + GDConv at 224 px: {n:,} parameters (design: 1,082,624)")
     assert n == 1_082_624
     assert e.config["feature_channels"] == 512 and e.config["feature_size"] == 14
 

@@ -3,26 +3,14 @@ import json
 import re
 
 import pytest
-import yaml
 
 from petlib.config import load_params
 from petlib.study import plan, run_study
 
 
-def _ci(repo, tmp_path, **over):
-    raw = yaml.safe_load((repo / "params" / "ci.yaml").read_text())
-    raw.update(output_dir=str(tmp_path / "outputs"), reports_dir=str(tmp_path / "reports"))
-    raw["data"]["synth_dir"] = str(tmp_path / "data")
-    for k, v in over.items():
-        raw[k] = v
-    f = tmp_path / "p.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    return load_params(f)
-
-
 @pytest.mark.timeout(600)
-def test_data_notebook_report(repo, tmp_path):
-    p = _ci(repo, tmp_path, notebooks=["01_data"])
+def test_data_notebook_report(make_params, tmp_path):
+    p = make_params(tmp_path, notebooks=["01_data"])
     logs = []
     assert run_study(p, log=logs.append) == 0
     rep = tmp_path / "reports" / "ci"
@@ -47,8 +35,8 @@ def test_data_notebook_report(repo, tmp_path):
 
 
 @pytest.mark.timeout(600)
-def test_failing_notebook_still_reported(repo, tmp_path):
-    p = _ci(repo, tmp_path, notebooks=["01_data"])
+def test_failing_notebook_still_reported(make_params, tmp_path):
+    p = make_params(tmp_path, notebooks=["01_data"])
     p.data.source, p.data.roots = "folders", {"cat": str(tmp_path / "no_such_root")}
     assert run_study(p, log=lambda *_: None) == 1
     rep = tmp_path / "reports" / "ci"

@@ -8,10 +8,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-import yaml
 
+from petlib import run as rundir
 from petlib import train
-from petlib.config import load_params
 from petlib.train import lr_factor, margin_at
 
 
@@ -48,21 +47,18 @@ def test_sampler_depends_only_on_seed_and_epoch():
 
 
 # ------------------------------------------------------------------ runs on the tiny synthetic set
-def _params(repo, tmp_path, *sets):
-    raw = yaml.safe_load((repo / "params" / "ci.yaml").read_text())
-    raw.update(output_dir=str(tmp_path / "outputs"), reports_dir=str(tmp_path / "reports"))
-    raw["data"]["synth_dir"] = str(tmp_path.parent / "shared-synth")
-    f = tmp_path / "p.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    return load_params(f, list(sets))
+@pytest.fixture
+def params(make_params, tmp_path):
+    """The CI params in this test's folder; the synthetic data is shared by the tests of one session."""
+    return lambda *sets: make_params(tmp_path, *sets, synth_dir=tmp_path.parent / "shared-synth")
 
 
 @pytest.mark.timeout(900)
-def test_run_writes_the_seeds_artefacts(repo, tmp_path):
-    p = _params(repo, tmp_path)
+def test_run_writes_the_designs_artefacts(params, tmp_path):
+    p = params()
     hist = train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None).history
     run = p.run_dir("mnv3", "cat")
-    for name in train.ARTEFACTS:
+    for name in rundir.ARTEFACTS:
         assert (run / name).is_file(), name
     assert len(hist["epochs"]) == 2 and hist["untrained_val"] is not None
     saved = json.loads((run / "history.json").read_text())
@@ -70,7 +66,7 @@ def test_run_writes_the_seeds_artefacts(repo, tmp_path):
     e = saved["epochs"][0]
     assert set(e["lr"]) == {"backbone", "head"} and e["images_per_s"] > 0 and "margin" in e
     state = torch.load(run / "pet_embedder.pt", weights_only=True)
-    emb, cfg = train.load_run_embedder(run)
+    emb, cfg = rundir.RunDir(run).load_embedder(), rundir.RunDir(run).config()
     from petlib.data import load_split
     assert cfg["num_classes"] == len(load_split(p, "cat", "train").identities)
     assert set(state) == set(emb.state_dict()) and not any(k.startswith("arcface") for k in state)
@@ -89,8 +85,8 @@ def test_run_writes_the_seeds_artefacts(repo, tmp_path):
 
 
 @pytest.mark.timeout(900)
-def test_resume_reproduces_an_uninterrupted_run(repo, tmp_path):
-    p = _params(repo, tmp_path, "models.mnv3.epochs=3")
+def test_resume_reproduces_an_uninterrupted_run(params, tmp_path):
+    p = params("models.mnv3.epochs=3")
     full = train.train_model(p, "mnv3", "cat", out_dir=tmp_path / "full", progress=False, log=lambda *_: None).history
     part = train.train_model(p, "mnv3", "cat", out_dir=tmp_path / "part", progress=False, log=lambda *_: None,
                              stop_after_epoch=1).history
@@ -112,8 +108,8 @@ def test_resume_reproduces_an_uninterrupted_run(repo, tmp_path):
 
 
 @pytest.mark.timeout(900)
-def test_non_finite_loss_stops_and_keeps_checkpoint(repo, tmp_path, monkeypatch):
-    p = _params(repo, tmp_path, "models.mnv3.epochs=3")
+def test_non_finite_loss_stops_and_keeps_checkpoint(params, tmp_path, monkeypatch):
+    p = params("models.mnv3.epochs=3")
     out = tmp_path / "run"
     train.train_model(p, "mnv3", "cat", out_dir=out, progress=False, log=lambda *_: None, stop_after_epoch=1)
     before = (out / "last_checkpoint.pt").read_bytes()
@@ -131,8 +127,8 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(repo, tmp_path, monkeypatch)
     assert (out / "last_checkpoint.pt").read_bytes() == before
 
 
-def test_missing_pretrained_file_stops_before_training(repo, tmp_path):
-    p = _params(repo, tmp_path, "models.mnv3.pretrained=/nonexistent/mnv3.safetensors")
+def test_missing_pretrained_file_stops_before_training(params, tmp_path):
+    p = params("models.mnv3.pretrained=/nonexistent/mnv3.safetensors")
     from petlib.models import PretrainedWeightsError
     with pytest.raises(PretrainedWeightsError, match="/nonexistent/mnv3.safetensors"):
         train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None)
@@ -140,8 +136,8 @@ def test_missing_pretrained_file_stops_before_training(repo, tmp_path):
 
 
 @pytest.mark.timeout(900)
-def test_ddp_two_cpu_processes_end_identical(repo, tmp_path):
-    p = _params(repo, tmp_path, "train.batch_size=8")
+def test_ddp_two_cpu_processes_end_identical(params, tmp_path, repo):
+    p = params("train.batch_size=8")
     from petlib.data import prepare_species
     prepare_species(p, "cat", progress=False)  # the study's 01_data step, done once before launching ranks
     f = tmp_path / "resolved.yaml"
@@ -169,10 +165,10 @@ def test_ddp_two_cpu_processes_end_identical(repo, tmp_path):
 
 
 @pytest.mark.timeout(900)
-def test_training_clearly_beats_the_untrained_model(repo, tmp_path):
+def test_training_clearly_beats_the_untrained_model(params, tmp_path):
     """A real (small) training run on the synthetic set: val accuracy must rise well above the untrained
     model's. 800 identities drawn at 112 px, trained at 64 px for 6 epochs: about a minute on 2 cores."""
-    p = _params(repo, tmp_path, "data.synth.n_identities=800", "data.synth.image_size=112", "train.batch_size=64",
+    p = params("data.synth.n_identities=800", "data.synth.image_size=112", "train.batch_size=64",
                 "train.max_steps_per_epoch=0", "train.val_every=6", "models.mnv3.epochs=6", "models.mnv3.lr=4e-3",
                 "data.n_pairs=1000")
     h = train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None).history

@@ -1,0 +1,48 @@
+"""The `metrics.json` file one evaluation writes and every comparison reads. No torch here, so that
+`petface compare` of finished evaluations starts in a blink.
+
+metrics.json schema (`petface-metrics/1`); every rate is a fraction in [0, 1]:
+  model, species, run_dir, checkpoint_sha256, tta, n_images, n_identities  -- what was evaluated
+  retrieval:    recall@1, recall@5, recall@10, mrr, ndcg@10, map@r, n_queries, n_excluded
+  clustering:   nmi, ari, purity, k
+  ranking:      roc_auc, eer, spearman, tar@far=1e-2, tar@far=1e-3, tar@far=1e-4 (NaN = too few
+                negatives), n_pos, n_neg  -- on balanced sampled pairs (n_rank_pairs / 2 each)
+  verification: accuracy, threshold, precision, recall, f1  -- best threshold on the same pairs
+  triplets:     violation_rate, avg_margin, n
+  overfitting:  train_recall@1, test_recall@1, gap, n_train, n_test
+  robustness:   clean_recall@1 and per degradation {sim_drop, recall@1, recall@1_drop}
+  open_set:     rank1_identification, dir@far=1e-2, dir@far=1e-3, n_gallery, n_mated, n_nonmated
+  ci95:         [low, high] for recall@1, mrr, roc_auc, eer, tar@far=1e-3, dir@far=1e-2
+  cmc:          identification rate at ranks 1..20
+  curves:       roc {fpr, tpr} thinned to <= 400 points, for overlays in 04_compare
+  efficiency:   params, pt_bytes, onnx_bytes, cpu_latency_ms (batch 1, torch, this machine)
+  timings_s:    seconds per stage
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+SCHEMA = "petface-metrics/1"
+
+
+def load_metrics(eval_dir: str | Path) -> dict:
+    """One evaluation's metrics; a missing, unreadable or foreign file is one clear error."""
+    from .report import read_json
+
+    p = Path(eval_dir) / "metrics.json"
+    m = read_json(p)
+    if not isinstance(m, dict) or m.get("schema") != SCHEMA:
+        raise ValueError(f"{p}: schema {m.get('schema') if isinstance(m, dict) else None!r}, expected {SCHEMA!r}")
+    return m
+
+
+def clean_nan(o):
+    """NaN is not JSON: store null (the schema says NaN = not measurable)."""
+    if isinstance(o, dict):
+        return {k: clean_nan(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [clean_nan(v) for v in o]
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    return o
