@@ -4,8 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PARAMS ?= params/demo.yaml
+# The project's Jupyter kernel: the notebooks name it, so papermill and JupyterLab run them on this venv.
+KERNEL := $(PY) -m ipykernel install --sys-prefix --name petface-study --display-name "petface-study (.venv)" >/dev/null
 
-.PHONY: study test lab bench clean-outputs
+.PHONY: study test lab bench clean-outputs chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,25 +18,35 @@ $(PY):
 # check every converter.
 $(VENV)/.core: pyproject.toml | $(PY)
 	$(PIP) install -q -e '.[export]'
+	$(KERNEL)
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(PY)
 	$(PIP) install -q -e '.[dev,export]'
+	$(KERNEL)
 	touch $@ $(VENV)/.core
 
 $(VENV)/.lab: pyproject.toml | $(PY)
 	$(PIP) install -q -e '.[lab,export]'
+	$(KERNEL)
 	touch $@ $(VENV)/.core
+
+# The browser test needs Chromium: Debian's package (Playwright's own download cannot be fetched here).
+# Installed when missing and we are root; otherwise the test is skipped with a line saying how to install it.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+	  echo "Chromium not installed (needs root and apt-get): the JupyterLab browser test will be skipped"
 
 study: $(VENV)/.core
 	$(VENV)/bin/petface study $(PARAMS)
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev chromium
 	$(PY) -m pytest
 
 lab: $(VENV)/.lab
-	$(PY) -m ipykernel install --sys-prefix --name petface-study --display-name "petface-study (.venv)"
-	$(VENV)/bin/jupyter lab notebooks/
+	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-outputs:
 	rm -rf outputs reports/*/

@@ -3,6 +3,13 @@
 Papermill only warns on unknown parameters, so every params file goes through `load_params` before
 anything runs: an unknown or mistyped key, or a value of the wrong type, is a `ParamsError` that names
 the key and the file.
+
+Relative paths in a params file (`output_dir`, `reports_dir`, `data.synth_dir`, `data.roots`,
+`data.manifest`, `models[].pretrained`, the folders of `eval.compare`) are relative to the params
+file's project: the nearest folder at or above the file that holds a `pyproject.toml` (for this
+repository's `params/*.yaml`, the repository root), or the file's own folder when there is none.
+`load_params` makes them absolute, so they mean the same from the CLI, the study runner, plain
+papermill and a notebook opened in JupyterLab, whatever the working directory.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import yaml
 __all__ = [
     "ParamsError", "SynthParams", "DataParams", "TrainParams", "ModelParams", "EvalParams",
     "StudyParams", "load_params", "params_from_dict", "params_to_dict", "apply_overrides", "dump_params",
+    "project_root", "find_params_file", "resolve_paths",
 ]
 
 
@@ -158,7 +166,7 @@ class StudyParams:
 
     def data_root(self, species: str) -> Path:
         if self.data.source == "folders":
-            return Path(self.data.roots[species]).expanduser()
+            return Path(self.data.roots[species])
         return Path(self.data.synth_dir) / _synth_tag(self.data.synth) / species
 
     def split_manifest(self, species: str) -> Path:
@@ -248,12 +256,14 @@ def _build(cls: type, raw: dict, prefix: str, where: str) -> Any:
     return cls(**kwargs)
 
 
-def params_from_dict(raw: dict, where: str = "<params>") -> StudyParams:
+def params_from_dict(raw: dict, where: str = "<params>", base: str | Path | None = None) -> StudyParams:
+    """Validated params from a mapping; relative paths are resolved against `base` (default: the
+    project of the working directory)."""
     if not isinstance(raw, dict):
         raise ParamsError(f"{where}: top level must be a mapping")
     p = _build(StudyParams, raw, "", where)
     p.validate(where)
-    return p
+    return resolve_paths(p, base or project_root(Path.cwd()))
 
 
 def params_to_dict(p: Any) -> dict:
@@ -299,6 +309,48 @@ def apply_overrides(raw: dict, overrides: list[str], where: str = "--set") -> di
     return out
 
 
+def project_root(start: str | Path) -> Path:
+    """The nearest folder at or above `start` holding a pyproject.toml; `start` itself when none does."""
+    start = Path(start).resolve()
+    for d in (start, *start.parents):
+        if (d / "pyproject.toml").is_file():
+            return d
+    return start
+
+
+def find_params_file(path: str | Path) -> Path:
+    """A params file by name: as given (absolute, or relative to the working directory), else relative
+    to a folder above the working directory, so `params/demo.yaml` also works from `notebooks/`."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.is_file():
+        return path.resolve() if path.is_file() else path
+    for d in Path.cwd().resolve().parents:
+        if (d / path).is_file():
+            return d / path
+    return path
+
+
+def _absolute(value: str, base: Path) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def resolve_paths(p: "StudyParams", base: str | Path) -> "StudyParams":
+    """Make every path parameter absolute against `base` (see the module docstring for the rule)."""
+    base = Path(base)
+    p.output_dir, p.reports_dir = _absolute(p.output_dir, base), _absolute(p.reports_dir, base)
+    d = p.data
+    d.synth_dir = _absolute(d.synth_dir, base)
+    d.roots = {k: _absolute(v, base) for k, v in d.roots.items()}
+    d.manifest = {k: _absolute(v, base) for k, v in d.manifest.items()}
+    for m in p.models:
+        if m.pretrained and m.pretrained != "hub":
+            m.pretrained = _absolute(m.pretrained, base)
+    p.eval.compare = [f"{c.split(':', 1)[0]}:{_absolute(c.split(':', 1)[1], base)}" if ":" in c else c
+                      for c in p.eval.compare]
+    return p
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -311,9 +363,11 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def load_params(path: str | Path, overrides: list[str] | None = None) -> StudyParams:
-    """Load, override and validate a params file; the single entry point for notebooks and the CLI."""
+    """Load, override and validate a params file; the single entry point for notebooks and the CLI.
+    Relative paths in it are resolved against the file's project (`project_root`)."""
+    path = find_params_file(path)
     raw = apply_overrides(read_yaml(path), overrides or [], where=f"{path} --set")
-    return params_from_dict(raw, where=str(path))
+    return params_from_dict(raw, where=str(path), base=project_root(path.parent))
 
 
 def dump_params(p: StudyParams, path: str | Path) -> None:

@@ -89,9 +89,10 @@ class RunDir:
 
     def params(self):
         """The study params the run was trained with (as validated `StudyParams`)."""
-        from .config import params_from_dict
+        from .config import params_from_dict, project_root
 
-        return params_from_dict(self._config["params"], where=str(self.path / "config.json"))
+        return params_from_dict(self._config["params"], where=str(self.path / "config.json"),
+                                base=project_root(self.path))
 
     def history(self) -> dict:
         return json.loads(self._require("history.json", "has this run trained an epoch?").read_text())

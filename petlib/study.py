@@ -27,14 +27,16 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 KERNEL_NAME = "petface-study"
 
-# notebook -> how it expands: "study" (once) or "run" (once per model x species), and what it needs.
+# notebook -> how it expands: "study" (once) or "run" (once per model x species), what it needs, and
+# notebook parameters the runner sets (the runner re-trains when it runs 02_train; a person who opens
+# the notebook after a study sees the finished run instead).
 PLAN = {
-    "01_data": ("study", []),
-    "02_train": ("run", ["01_data"]),
-    "03_evaluate": ("run", ["02_train"]),
-    "04_compare": ("study", ["03_evaluate"]),
-    "05_export": ("run", ["02_train"]),
-    "06_inference": ("study", ["02_train"]),
+    "01_data": ("study", [], {}),
+    "02_train": ("run", ["01_data"], {"retrain": True}),
+    "03_evaluate": ("run", ["02_train"], {}),
+    "04_compare": ("study", ["03_evaluate"], {}),
+    "05_export": ("run", ["02_train"], {}),
+    "06_inference": ("study", ["02_train"], {}),
 }
 
 
@@ -53,17 +55,17 @@ def plan(params: StudyParams, only: list[str] | None = None) -> list[Task]:
         raise ValueError(f"params 'notebooks' names unknown notebooks {unknown}; known: {list(PLAN)}")
     tasks: list[Task] = []
     for nb in params.notebooks:
-        kind, needs = PLAN[nb]
+        kind, needs, fixed = PLAN[nb]
         if kind == "study":
             deps = [t.key for t in tasks if t.notebook in needs]
-            tasks.append(Task(nb, nb, {}, deps))
+            tasks.append(Task(nb, nb, dict(fixed), deps))
         else:
             for s in params.data.species:
                 for m in params.models:
                     suffix = f"{m.name}-{s}"
                     deps = [t.key for t in tasks if t.notebook in needs and
                             (t.key == t.notebook or t.key.endswith("-" + suffix))]
-                    tasks.append(Task(f"{nb}-{suffix}", nb, {"model": m.name, "species": s}, deps))
+                    tasks.append(Task(f"{nb}-{suffix}", nb, {"model": m.name, "species": s, **fixed}, deps))
     if only:
         wanted = {t.key for t in tasks if t.notebook in only or t.key in only}
         missing = [o for o in only if not any(t.notebook == o or t.key == o for t in tasks)]
@@ -99,14 +101,14 @@ def _task_key(task: Task, params_text: str, dep_keys: list[str], src: str) -> st
     return h.hexdigest()[:20]
 
 
-def _kernel_dir() -> str:
+def kernel_dir() -> str:
     """A JUPYTER_PATH entry holding a kernelspec that runs this very interpreter."""
     d = Path(tempfile.mkdtemp(prefix="petface-kernel-"))
     spec = d / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "petface-study", "language": "python"}))
+        "display_name": "petface-study (.venv)", "language": "python"}))
     return str(d)
 
 
@@ -173,7 +175,7 @@ def run_study(params: StudyParams, only: list[str] | None = None, force: bool = 
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     tasks = plan(params, only)
     src = _source_hash()
-    os.environ["JUPYTER_PATH"] = os.pathsep.join([_kernel_dir(), os.environ.get("JUPYTER_PATH", "")]).strip(os.pathsep)
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([kernel_dir(), os.environ.get("JUPYTER_PATH", "")]).strip(os.pathsep)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     keys: dict[str, str] = {}
     failed = 0

@@ -10,6 +10,7 @@ Training writes a run folder (`petlib.run`); it never imports the export package
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -263,22 +264,41 @@ def save_epoch(s: Setup, out: Path, epoch: int, entry: dict, history: dict, best
 @dataclass
 class TrainResult:
     history: dict
-    model: PetFaceModel
+    model: PetFaceModel | None  # None when a finished run was reused
     out_dir: Path
     main: bool = True  # this process is rank 0 (the one that wrote the artefacts)
 
 
+def finished_history(params: StudyParams, model_name: str, species: str, out: Path) -> dict | None:
+    """The history of a finished run in `out` that was trained with exactly these params on exactly
+    this data (same config.json), else None."""
+    run = RunDir(out)
+    needed = ("config.json", "history.json", "pet_embedder.pt", "pet_embedder.onnx")
+    if not all(run.file(n).is_file() for n in needed) or not params.split_manifest(species).is_file():
+        return None
+    splits = data.load_splits(params, species)
+    fingerprint = data.fingerprint(splits["train"].root, splits["train"].paths + splits["val"].paths)
+    want = run_config(params, model_name, species, len(splits["train"].identities), fingerprint)
+    have = {k: v for k, v in run.config().items() if k != "embedder"}
+    return run.history() if have == json.loads(json.dumps(want)) else None
+
+
 def train_model(params: StudyParams, model_name: str, species: str, out_dir: str | Path | None = None,
                 resume: bool = False, progress: bool = True, stop_after_epoch: int | None = None,
-                log=print) -> TrainResult:
+                reuse: bool = False, log=print) -> TrainResult:
     """Train one (model, species) pair into `out_dir` (default `params.run_dir(...)`).
 
     Returns the history and this rank's trained model (in memory; rank 0 also wrote the artefacts).
-    `stop_after_epoch` ends the run after that epoch as if it had been killed there (checkpoints
-    written, no final export): what the resume test uses.
+    `reuse` returns the history of a finished run with the same config instead of training again (a
+    notebook opened after `make study`). `stop_after_epoch` ends the run after that epoch as if it had
+    been killed there (checkpoints written, no final export): what the resume test uses.
     """
     tp = params.train
     out = Path(out_dir) if out_dir else params.run_dir(model_name, species)
+    if reuse and not resume and (history := finished_history(params, model_name, species, out)) is not None:
+        log(f"{model_name}-{species}: reusing the finished run in {out} (same params and data); "
+            f"set retrain = True to train again")
+        return TrainResult(history, None, out, True)
     rt = runtime.setup(tp.device, tp.amp)
     runtime.seed_everything(params.seed)
     s = build(params, model_name, species, rt, progress)

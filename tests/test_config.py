@@ -72,3 +72,57 @@ def test_float_written_without_dot_is_accepted():
     assert p.models[0].lr == 1e-3
     with pytest.raises(ParamsError, match="lr"):
         params_from_dict({"models": [{"name": "a", "lr": "fast"}]})
+
+
+def _project(tmp_path, marker=True):
+    proj = tmp_path / "proj"
+    (proj / "params").mkdir(parents=True)
+    (proj / "notebooks").mkdir()
+    if marker:
+        (proj / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (proj / "params" / "s.yaml").write_text(yaml.safe_dump({
+        "output_dir": "outputs", "reports_dir": "reports",
+        "data": {"source": "folders", "species": ["cat"], "roots": {"cat": "data/cat"},
+                 "manifest": {"cat": "splits/cat.csv"}, "synth_dir": "outputs/data"},
+        "models": [{"name": "m", "pretrained": "weights/w.safetensors"}, {"name": "h", "pretrained": "hub"}],
+        "eval": {"compare": ["X:outputs/eval/x"]}}))
+    return proj
+
+
+def _paths(p):
+    return [p.output_dir, p.reports_dir, p.data.synth_dir, p.data.roots["cat"], p.data.manifest["cat"],
+            p.models[0].pretrained, p.models[1].pretrained, p.eval.compare[0]]
+
+
+def test_relative_paths_mean_one_thing_from_any_working_directory(tmp_path, monkeypatch):
+    proj = _project(tmp_path)
+    seen = []
+    for cwd, name in ((proj, "params/s.yaml"), (proj / "notebooks", "params/s.yaml"),
+                      (proj / "notebooks", "../params/s.yaml"), (tmp_path, proj / "params" / "s.yaml")):
+        monkeypatch.chdir(cwd)
+        seen.append(_paths(load_params(name)))
+    assert all(s == seen[0] for s in seen), seen
+    assert seen[0] == [str(proj / "outputs"), str(proj / "reports"), str(proj / "outputs" / "data"),
+                       str(proj / "data" / "cat"), str(proj / "splits" / "cat.csv"),
+                       str(proj / "weights" / "w.safetensors"), "hub", f"X:{proj / 'outputs' / 'eval' / 'x'}"]
+
+
+def test_without_a_project_paths_are_relative_to_the_params_file(tmp_path, monkeypatch):
+    proj = _project(tmp_path, marker=False)
+    monkeypatch.chdir(tmp_path)
+    p = load_params(proj / "params" / "s.yaml")
+    assert p.output_dir == str(proj / "params" / "outputs")
+
+
+def test_home_and_absolute_paths_are_kept(tmp_path, monkeypatch):
+    proj = _project(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    p = load_params(proj / "params" / "s.yaml", ["data.roots.cat=~/cat_aligned", f"output_dir={tmp_path / 'abs'}"])
+    assert p.data.roots["cat"] == str(tmp_path / "home" / "cat_aligned")
+    assert p.output_dir == str(tmp_path / "abs")
+
+
+def test_repository_params_resolve_to_the_repository(repo, monkeypatch):
+    monkeypatch.chdir(repo / "notebooks")
+    p = load_params("params/demo.yaml")
+    assert p.output_dir == str(repo / "outputs") and p.out("runs") == repo / "outputs" / "demo" / "runs"

@@ -29,3 +29,20 @@ def test_hygiene(repo, name):
     assert "params_path" in src and "headline_path" in src
     body = "".join("".join(c["source"]) for c in code)
     assert "def " not in body and "class " not in body, "logic belongs in petlib, not in notebook cells"
+
+
+@pytest.mark.parametrize("name", sorted(PLAN))
+def test_notebook_names_the_project_kernel_and_says_so_without_it(repo, name):
+    """Opened from a JupyterLab of another environment, the first cell must say which kernel to pick."""
+    import subprocess
+    import sys
+
+    nb = json.loads((repo / "notebooks" / f"{name}.ipynb").read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "petface-study"
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    # -S: no site-packages, i.e. a Python without petlib (or pandas) installed
+    r = subprocess.run([sys.executable, "-S", "-c", code[0] + "\n" + code[1]], capture_output=True, text=True,
+                       cwd=repo)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError") and "petface-study (.venv)" in last and "make lab" in last, last

@@ -175,3 +175,19 @@ def test_training_clearly_beats_the_untrained_model(params, tmp_path):
     before, after = h["untrained_val"]["accuracy"], h["epochs"][-1]["val"]["accuracy"]
     print(f"val accuracy untrained {before:.3f} -> trained {after:.3f}")
     assert after >= before + 0.08, (before, after)
+
+
+def test_reuse_shows_the_finished_run_and_only_for_the_same_params(trained_ci):
+    """02_train opened after a study shows the finished run; any change of params means training again."""
+    import copy
+
+    run = trained_ci.run_dir("mnv3", "cat")
+    stamp = (run / "last_checkpoint.pt").stat().st_mtime_ns
+    logs = []
+    r = train.train_model(trained_ci, "mnv3", "cat", reuse=True, progress=False, log=logs.append)
+    assert r.model is None and r.history == rundir.RunDir(run).history() and "reusing the finished run" in logs[0]
+    assert (run / "last_checkpoint.pt").stat().st_mtime_ns == stamp, "nothing was trained or written"
+    changed = copy.deepcopy(trained_ci)
+    changed.model("mnv3").lr *= 2
+    assert train.finished_history(changed, "mnv3", "cat", run) is None
+    assert train.finished_history(trained_ci, "mnv3", "cat", run) == r.history
