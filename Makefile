@@ -4,8 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PARAMS ?= params/demo.yaml
-# The project's Jupyter kernel: the notebooks name it, so papermill and JupyterLab run them on this venv.
-KERNEL := $(PY) -m ipykernel install --sys-prefix --name petface-study --display-name "petface-study (.venv)" >/dev/null
+# The project's Jupyter kernel: the notebooks name it, so papermill and JupyterLab run them on this venv
+# (with the reproducible-CPU pins in its environment).
+KERNEL := $(VENV)/bin/petface kernel >/dev/null
 
 .PHONY: study test lab bench clean-outputs chromium
 

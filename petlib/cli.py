@@ -8,6 +8,20 @@ import sys
 from .config import ParamsError, load_params
 
 
+def _params(a):
+    """The command's params; with `reproducible` the CPU pins go into the environment before torch loads."""
+    p = load_params(a.params, a.set)
+    _pin(p)
+    return p
+
+
+def _pin(p) -> None:
+    if p.reproducible and "torch" not in sys.modules:
+        from . import reproducible
+
+        reproducible.pin_env()
+
+
 def _study(a) -> int:
     from .study import run_study
 
@@ -16,9 +30,9 @@ def _study(a) -> int:
 
 
 def _data(a) -> int:
+    p = _params(a)
     from .data import dataset_stats, prepare_species
 
-    p = load_params(a.params, a.set)
     for s in p.data.species:
         d = prepare_species(p, s)
         print(f"{s}: {dataset_stats(d.index.labels)}; skipped {len(d.index.skipped)}; manifest {d.manifest}; "
@@ -27,24 +41,24 @@ def _data(a) -> int:
 
 
 def _train(a) -> int:
+    p = _params(a)
     from .run import summary
-    from .train import train_model
+    from .train import train_repeats
 
-    p = load_params(a.params, a.set)
     models = a.model or [m.name for m in p.models]
     species = a.species or p.data.species
     for m in models:
         for s in species:
-            r = train_model(p, m, s, resume=a.resume)
-            if r.history["epochs"] and r.main:
-                print(f"{m}-{s}: {summary(r.history)}")
+            for r in train_repeats(p, m, s, resume=a.resume):
+                if r.history["epochs"] and r.main:
+                    print(f"{r.out_dir.name}: {summary(r.history)}")
     return 0
 
 
 def _evaluate(a) -> int:
+    p = _params(a)
     from .evaluate import evaluate_run
 
-    p = load_params(a.params, a.set)
     for m in a.model or [m.name for m in p.models]:
         for s in a.species or p.data.species:
             r = evaluate_run(p, m, s)
@@ -56,13 +70,16 @@ def _evaluate(a) -> int:
 def _embed(a) -> int:
     from pathlib import Path
 
-    from .data import load_split
-    from .embed import cached_embeddings, embed_images
     from .run import RunDir
 
     run = RunDir(a.run_dir)
+    p = run.params()
+    _pin(p)
+    from .data import load_split
+    from .embed import cached_embeddings, embed_images
+
     embedder, size = run.load_embedder(), run.config()["image_size"]
-    idx = load_split(run.params(), run.species, a.split)
+    idx = load_split(p, run.species, a.split)
     out = Path(a.out) if a.out else run.file("embeddings.npz")
     key = f"{a.split}-{'tta' if a.tta else 'plain'}"
     emb = cached_embeddings(out, key, run.file("pet_embedder.pt"), idx.paths,
@@ -75,11 +92,13 @@ def _embed(a) -> int:
 def _export(a) -> int:
     from pathlib import Path
 
-    from .export import export_run
     from .run import RunDir
 
     run = RunDir(a.run_dir)
     p = run.params()
+    _pin(p)
+    from .export import export_run
+
     out = Path(a.out) if a.out else p.out("exports", f"{run.model}-{run.species}")
     r = export_run(p, run.model, run.species, formats=a.formats, out_dir=out, run_dir=run.path, progress=True)
     for row in r["rows"]:
@@ -114,9 +133,8 @@ def _compare(a) -> int:
         name, d = item.split(":", 1)
         runs[name] = d
     metrics = compare.load_all(runs)
-    table = compare.compare(metrics)
-    print(compare.to_markdown(table, list(metrics)))
-    files = compare.write(table, list(metrics), a.out)
+    print(compare.report_markdown(metrics))
+    files = compare.write(metrics, a.out)
     print(f"written: {files['md']}, {files['csv']}")
     return 0
 
@@ -152,6 +170,13 @@ def _recognize(a) -> int:
     return 0
 
 
+def _kernel(a) -> int:
+    from .study import install_kernel
+
+    print(f"installed the Jupyter kernel 'petface-study (.venv)' (CPU pins in its environment): {install_kernel()}")
+    return 0
+
+
 def _synth(a) -> int:
     from .synth import generate
 
@@ -160,7 +185,7 @@ def _synth(a) -> int:
 
 
 COMMANDS = {"study": _study, "data": _data, "train": _train, "evaluate": _evaluate, "embed": _embed,
-            "export": _export, "compare": _compare, "register": _register, "recognize": _recognize, "synth": _synth}
+            "export": _export, "compare": _compare, "register": _register, "recognize": _recognize, "synth": _synth, "kernel": _kernel}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--detector", default="none", choices=["none", "opencv-cat", "yolo"])
         if name == "recognize":
             sp.add_argument("--threshold", type=float, help="default: the model's recommended threshold")
+    sub.add_parser("kernel", help="install the project's Jupyter kernel (petface-study) into this environment")
     sp = sub.add_parser("synth", help="write a synthetic pet-face data set")
     sp.add_argument("out_dir")
     sp.add_argument("--species", default="cat", choices=["cat", "dog"])

@@ -99,11 +99,13 @@ class TrainParams:
     amp: bool = True
     channels_last: bool = True
     max_steps_per_epoch: int = 0
+    repeats: int = 1
+    repeat_runs: list[str] = field(default_factory=list)
 
     def validate(self, where: str) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ParamsError(f"{where}: train.device must be auto, cpu or cuda[:N], got {self.device!r}")
-        for name in ("batch_size", "val_every", "embedding_dim"):
+        for name in ("batch_size", "val_every", "embedding_dim", "repeats"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{where}: train.{name} must be positive")
 
@@ -142,6 +144,7 @@ class EvalParams:
 class StudyParams:
     name: str = "demo"
     seed: int = 42
+    reproducible: bool = True
     output_dir: str = "outputs"
     reports_dir: str = "reports"
     data: DataParams = field(default_factory=DataParams)
@@ -157,6 +160,11 @@ class StudyParams:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ParamsError(f"{where}: models have duplicate names {names}")
+        runs = [f"{m}-{s}" for m in names for s in self.data.species]
+        unknown = [r for r in self.train.repeat_runs if r not in runs]
+        if unknown:
+            raise ParamsError(f"{where}: train.repeat_runs names {unknown}, which this study does not train; "
+                              f"runs: {runs}")
         for m in self.models:
             m.validate(where)
 
@@ -173,8 +181,17 @@ class StudyParams:
         pinned = self.data.manifest.get(species)
         return Path(pinned) if pinned else self.out("splits", f"{species}.csv")
 
-    def run_dir(self, model: str, species: str) -> Path:
-        return self.out("runs", f"{model}-{species}")
+    def repeats(self, model: str, species: str) -> int:
+        """Training repeats of one run (`train.repeats`, for the runs in `train.repeat_runs` or all)."""
+        rr = self.train.repeat_runs
+        return self.train.repeats if not rr or f"{model}-{species}" in rr else 1
+
+    def train_seed(self, repeat: int = 0) -> int:
+        """Repeat r trains with the study seed plus r; the data split and the pairs keep the study seed."""
+        return self.seed + repeat
+
+    def run_dir(self, model: str, species: str, repeat: int = 0) -> Path:
+        return self.out("runs", f"{model}-{species}" + (f"-r{repeat}" if repeat else ""))
 
     def eval_dir(self, model: str, species: str) -> Path:
         return self.out("eval", f"{model}-{species}")

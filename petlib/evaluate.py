@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bench, data, plots
+from . import bench, data, plots, reproducible
 from .config import StudyParams
 from .embed import DEGRADATIONS, cached_embeddings, embed_images
 from .io import atomic_write_json, file_sha256
@@ -64,12 +64,67 @@ def _efficiency(embedder, run: RunDir, size: int) -> dict:
             "cpu_latency_ms": latency_ms(torch_runner(embedder.cpu().eval()), size, 1, repeats=30), "image_size": size}
 
 
+# The figures kept for every training repeat (metrics.json `repeats`), as (section, key).
+REPEAT_KEYS = [("retrieval", "recall@1"), ("retrieval", "recall@5"), ("retrieval", "mrr"), ("retrieval", "map@r"),
+               ("ranking", "roc_auc"), ("ranking", "eer"), ("ranking", "tar@far=1e-3"), ("verification", "accuracy"),
+               ("open_set", "rank1_identification"), ("open_set", "dir@far=1e-2"), ("clustering", "nmi"),
+               ("clustering", "purity")]
+
+
+def headline_metrics(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, params: StudyParams) -> dict:
+    """The REPEAT_KEYS figures of one embedding of the test split (pairs and seeds fixed by the study)."""
+    scores = bench.pair_scores(emb, pairs)
+    m = {"retrieval": bench.retrieval(emb, labels), "ranking": bench.pair_ranking(scores, pairs[:, 2]),
+         "verification": bench.best_threshold(scores, pairs[:, 2]),
+         "open_set": bench.open_set(emb, labels, params.eval.gallery_frac, params.seed),
+         "clustering": bench.clustering(emb, labels, seed=params.seed)}
+    return _pick(m)
+
+
+def _pick(m: dict) -> dict:
+    """The REPEAT_KEYS figures of a metrics dict, by section."""
+    return {sec: {k: m[sec][k] for s2, k in REPEAT_KEYS if s2 == sec} for sec in dict.fromkeys(s for s, _ in REPEAT_KEYS)}
+
+
+def repeat_stats(repeats: list[dict]) -> dict:
+    """Per figure: mean, sample standard deviation (ddof 1; null with one repeat) and n over repeats."""
+    out = {}
+    for sec, k in REPEAT_KEYS:
+        v = np.array([r[sec][k] for r in repeats if r[sec].get(k) is not None], dtype=float)
+        v = v[~np.isnan(v)]
+        out[f"{sec}.{k}"] = {"mean": float(v.mean()) if len(v) else None,
+                             "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
+    return out
+
+
+def repeat_rows(metrics: dict) -> list[dict]:
+    """metrics.json `repeats` as flat rows (repeat, seed, "section.key": value) for a table."""
+    return [{"repeat": r["repeat"], "seed": r["seed"], **{f"{sec}.{k}": r[sec][k] for sec, k in REPEAT_KEYS}}
+            for r in metrics["repeats"]]
+
+
+def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: dict, out: Path, device,
+             progress: bool) -> list[dict]:
+    """Repeat 0's figures (already computed) and those of every further training repeat."""
+    rows = [{"repeat": 0, "seed": params.train_seed(0), **_pick(first)}]
+    for r in range(1, params.repeats(model, species)):
+        run = RunDir(params.run_dir(model, species, r))
+        embedder = run.load_embedder(device)
+        emb = cached_embeddings(out / "embeddings.npz", f"test-{'tta' if params.eval.tta else 'plain'}-r{r}",
+                                run.file("pet_embedder.pt"), test.paths,
+                                lambda: embed_images(embedder, test.paths, run.config()["image_size"], device=device,
+                                                     tta=params.eval.tta, progress=progress))
+        rows.append({"repeat": r, "seed": params.train_seed(r), **headline_metrics(emb, test.labels, pairs, params)})
+    return rows
+
+
 def evaluate_run(params: StudyParams, model: str, species: str, progress: bool = True) -> dict:
     """Run every benchmark on the test split of one trained run; returns the metrics dict it wrote."""
     run, out = RunDir(params.run_dir(model, species)), params.eval_dir(model, species)
     out.mkdir(parents=True, exist_ok=True)
     ev, seed, stages = params.eval, params.seed, _Stages()
     device = resolve_device(params.train.device)
+    kernels = reproducible.apply(params.reproducible, device)
     embedder, size = run.load_embedder(device), run.config()["image_size"]
     splits = data.load_splits(params, species)
     test, train_idx = splits["test"], splits["train"]
@@ -102,8 +157,13 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
         cmc = bench.cmc(pq["first_rank"], 20)
         _draw(out, test, emb, pq, scores, pairs, fpr, tpr, rank, cmc, rob, f"{model} / {species}", seed)
 
+    first = {"retrieval": ret, "ranking": rank, "verification": ver, "open_set": opn, "clustering": clu}
+    with stages("repeats"):
+        repeats = _repeats(params, model, species, test, pairs, first, out, device, progress)
     metrics = {"schema": SCHEMA, "model": model, "species": species, "run_dir": str(run.path),
                "checkpoint_sha256": file_sha256(run.file("pet_embedder.pt")), "tta": ev.tta,
+               "test_fingerprint": data.fingerprint(test.root, test.paths), "kernels": kernels,
+               "repeats": repeats, "repeat_stats": repeat_stats(repeats),
                "n_images": int(len(labels)), "n_identities": int(len(np.unique(labels))), "retrieval": ret,
                "clustering": clu, "ranking": rank, "verification": ver, "triplets": tri, "overfitting": ovf,
                "robustness": rob, "open_set": opn, "ci95": ci, "cmc": cmc.tolist(), "curves": {"roc": _thin(fpr, tpr)},

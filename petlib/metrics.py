@@ -3,6 +3,12 @@
 
 metrics.json schema (`petface-metrics/1`); every rate is a fraction in [0, 1]:
   model, species, run_dir, checkpoint_sha256, tta, n_images, n_identities  -- what was evaluated
+  test_fingerprint: the test split's fingerprint (relative paths and sizes): only metrics with the same
+                one were measured on the same test set and may be ranked against each other
+  kernels:      the CPU kernel settings it was computed with (petlib.reproducible)
+  repeats:      one entry per training repeat {repeat, seed, retrieval, ranking, verification, open_set,
+                clustering} with the headline figures of evaluate.REPEAT_KEYS (repeat 0 = the run above)
+  repeat_stats: "section.key" -> {mean, std (sample, null with one repeat), n} over the repeats
   retrieval:    recall@1, recall@5, recall@10, mrr, ndcg@10, map@r, n_queries, n_excluded
   clustering:   nmi, ari, purity, k
   ranking:      roc_auc, eer, spearman, tar@far=1e-2, tar@far=1e-3, tar@far=1e-4 (NaN = too few

@@ -160,19 +160,19 @@ def robustness_bars(rob: dict, title: str = "", path=None):
 
 
 def grouped_bars(table, names: list[str], path=None):
-    """One panel per category of the comparison table, one bar per model."""
+    """One row per category of a comparison block (readable at any number of models), one bar per model."""
     cats = [c for c in dict.fromkeys(table["category"]) if c != "Efficiency"]
-    fig, axes = plt.subplots(1, len(cats), figsize=(3.4 * len(cats), 3.4), squeeze=False)
-    for ax, cat in zip(axes[0], cats):
+    fig, axes = plt.subplots(len(cats), 1, figsize=(9, 2.6 * len(cats)), squeeze=False)
+    for ax, cat in zip(axes[:, 0], cats):
         sub = table[table["category"] == cat]
         x = np.arange(len(sub))
         w = 0.8 / max(len(names), 1)
         for i, n in enumerate(names):
             ax.bar(x + i * w - 0.4 + w / 2, sub[n].astype(float), w, label=n)
         ax.set_xticks(x)
-        ax.set_xticklabels(sub["metric"], rotation=35, ha="right", fontsize=8)
-        ax.set_title(cat, fontsize=10)
-    axes[0][0].legend(fontsize=8)
+        ax.set_xticklabels(sub["metric"], fontsize=10)
+        ax.set_title(cat, fontsize=11, loc="left")
+        ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return _save(fig, path)
 

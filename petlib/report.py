@@ -52,10 +52,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_info() -> dict:
+def device_info(params: StudyParams | None = None) -> dict:
+    """The machine, and the kernel settings this process computes with (pinned first when the params ask)."""
     import torch
 
-    info = {"cpu": cpu_model(), "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    from . import reproducible
+    from .runtime import resolve_device
+
+    kernels = (reproducible.apply(params.reproducible, resolve_device(params.train.device)) if params
+               else reproducible.settings())
+    info = {"cpu": cpu_model(), "cpu_flags": reproducible.cpu_flags(), "cpu_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "kernels": kernels}
     if torch.cuda.is_available():
         info["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         info["cuda"] = torch.version.cuda
@@ -65,7 +72,7 @@ def device_info() -> dict:
 
 
 def environment(params: StudyParams, fingerprints: dict[str, str] | None = None) -> dict:
-    return {"params": params_to_dict(params), "git": git_state(), "versions": versions(), "device": device_info(),
+    return {"params": params_to_dict(params), "git": git_state(), "versions": versions(), "device": device_info(params),
             "seed": params.seed, "data_fingerprint": fingerprints or {}}
 
 
@@ -84,8 +91,24 @@ def header_html(env: dict, title: str) -> str:
             f"<tr><th align=left>data fingerprint</th><td>{fps}</td></tr>"
             f"<tr><th align=left>device</th><td>{html.escape(dev['cpu'])}, {dev['cpu_threads']} torch threads; "
             f"GPU: {html.escape(gpu)}</td></tr>"
+            f"<tr><th align=left>CPU kernels</th><td>{html.escape(_kernels(env))}</td></tr>"
             f"<tr><th align=left>versions</th><td>{html.escape(vers)}</td></tr></table>"
             f"<details><summary>resolved params</summary><pre>{params}</pre></details>")
+
+
+def _kernels(env: dict) -> str:
+    """The CPU settings that decide rounding, and whether the study's pins are in effect."""
+    from . import reproducible
+
+    dev, k = env["device"], env["device"]["kernels"]
+    pins = {name.lower(): value for name, value in reproducible.ENV.items()}
+    pinned = all(k.get(n) == v for n, v in pins.items()) and k["aten_capability"] == "AVX2" and not k["mkldnn_enabled"]
+    state = ("pinned (reproducible: true): same numbers on any x86-64 CPU with AVX2" if pinned else
+             "NOT pinned: numbers may differ on another machine" if env["params"].get("reproducible") else
+             "not pinned (reproducible: false)")
+    vals = ", ".join(f"{n}={k.get(n)}" for n in pins)
+    return (f"{state}; ISA flags: {' '.join(dev['cpu_flags']) or 'unknown'}; ATen kernels {k['aten_capability']}; "
+            f"{vals}; torch threads {k['torch_threads']}; oneDNN (mkldnn) {'on' if k['mkldnn_enabled'] else 'off'}")
 
 
 def show_header(params: StudyParams, title: str, fingerprints: dict[str, str] | None = None) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from . import reproducible
 from .config import StudyParams, dump_params, params_to_dict
 from .io import atomic_write_json, atomic_write_text
 
@@ -101,15 +102,27 @@ def _task_key(task: Task, params_text: str, dep_keys: list[str], src: str) -> st
     return h.hexdigest()[:20]
 
 
-def kernel_dir() -> str:
-    """A JUPYTER_PATH entry holding a kernelspec that runs this very interpreter."""
-    d = Path(tempfile.mkdtemp(prefix="petface-kernel-"))
-    spec = d / "kernels" / KERNEL_NAME
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
+def write_kernelspec(folder: Path, env: dict | None = None) -> Path:
+    """kernels/petface-study/kernel.json under `folder`: this very interpreter, with `env` set."""
+    spec = Path(folder) / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(spec / "kernel.json", json.dumps({
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "petface-study (.venv)", "language": "python"}))
+        "display_name": "petface-study (.venv)", "language": "python", "env": env or {}}, indent=1))
+    return spec
+
+
+def kernel_dir() -> str:
+    """A JUPYTER_PATH entry holding the project's kernelspec; the kernels inherit the runner's environment."""
+    d = Path(tempfile.mkdtemp(prefix="petface-kernel-"))
+    write_kernelspec(d)
     return str(d)
+
+
+def install_kernel() -> Path:
+    """The project's kernel in this environment (`make` runs it), with the CPU pins of `reproducible:
+    true`, so a notebook opened in JupyterLab computes like the study runner."""
+    return write_kernelspec(Path(sys.prefix) / "share" / "jupyter", env=dict(reproducible.ENV))
 
 
 def render_html(ipynb: Path, out_html: Path) -> None:
@@ -175,6 +188,8 @@ def run_study(params: StudyParams, only: list[str] | None = None, force: bool = 
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     tasks = plan(params, only)
     src = _source_hash()
+    if params.reproducible and reproducible.wants_cpu_pins(params.train.device):
+        reproducible.pin_env()  # every notebook kernel inherits the CPU pins
     os.environ["JUPYTER_PATH"] = os.pathsep.join([kernel_dir(), os.environ.get("JUPYTER_PATH", "")]).strip(os.pathsep)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     keys: dict[str, str] = {}

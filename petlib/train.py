@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Sampler
 
-from . import bench, data, runtime
+from . import bench, data, reproducible, runtime
 from .config import StudyParams, params_to_dict
 from .embed import embed_images
 from .io import atomic_path, atomic_write_json
@@ -78,7 +78,8 @@ def build_optimizer(model: PetFaceModel, lr: float, backbone_mult: float, weight
                               {"params": head, "lr": lr, "name": "head"}], weight_decay=weight_decay)
 
 
-def run_config(params: StudyParams, model_name: str, species: str, num_classes: int, fingerprint: str) -> dict:
+def run_config(params: StudyParams, model_name: str, species: str, num_classes: int, fingerprint: str,
+               repeat: int = 0) -> dict:
     """What `config.json` records: enough to rebuild the model and to know what it was trained on."""
     m = params.model(model_name)
     t = params.train
@@ -88,7 +89,7 @@ def run_config(params: StudyParams, model_name: str, species: str, num_classes: 
             "lr": m.lr, "backbone_lr_mult": m.backbone_lr_mult, "weight_decay": t.weight_decay,
             "warmup_epochs": t.warmup_epochs, "eta_min": t.eta_min, "arcface_s": t.arcface_s,
             "arcface_m": t.arcface_m, "margin_warmup_frac": t.margin_warmup_frac,
-            "label_smoothing": t.label_smoothing, "grad_clip": t.grad_clip, "seed": params.seed,
+            "label_smoothing": t.label_smoothing, "grad_clip": t.grad_clip, "seed": params.train_seed(repeat), "repeat": repeat,
             "mean": list(data.IMAGENET_MEAN), "std": list(data.IMAGENET_STD), "channel_order": "RGB",
             "data_fingerprint": fingerprint, "params": params_to_dict(params)}
 
@@ -116,9 +117,13 @@ class Setup:
     eval_kw: dict
 
 
-def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtime, progress: bool) -> Setup:
-    """Data, model, optimiser, schedule and loader, in a fixed order (the order draws random numbers)."""
+def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtime, progress: bool,
+          repeat: int = 0) -> Setup:
+    """Data, model, optimiser, schedule and loader, in a fixed order (the order draws random numbers).
+    Repeat r draws its initialisation, batch order and augmentation from seed + r; the split and the
+    validation pairs are the study's."""
     mp, tp = params.model(model_name), params.train
+    seed = params.train_seed(repeat)
     if not params.split_manifest(species).is_file():
         data.prepare_species(params, species, progress=progress and rt.main)
     splits = data.load_splits(params, species)
@@ -133,9 +138,9 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     opt = build_optimizer(model, mp.lr, mp.backbone_lr_mult, tp.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
 
-    ds = data.FaceDataset(train_idx.paths, train_idx.labels, data.train_transforms(size), seed=params.seed,
+    ds = data.FaceDataset(train_idx.paths, train_idx.labels, data.train_transforms(size), seed=seed,
                           max_pixels=params.data.max_pixels)
-    sampler = EpochSampler(len(ds), params.seed, rt.rank, rt.world)
+    sampler = EpochSampler(len(ds), seed, rt.rank, rt.world)
     per_rank_batch = max(1, tp.batch_size // rt.world)
     loader = DataLoader(ds, batch_size=per_rank_batch, sampler=sampler, drop_last=True, num_workers=tp.num_workers,
                         pin_memory=tp.pin_memory and rt.device.type == "cuda", worker_init_fn=runtime.worker_init)
@@ -150,9 +155,9 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     pairs = data.make_pairs(val_idx.labels, params.data.n_pairs, seed=params.seed)
     eval_kw = dict(device=rt.device, channels_last=tp.channels_last, amp_dtype=rt.amp_dtype,
                    num_workers=tp.num_workers)
-    config = run_config(params, model_name, species, len(train_idx.identities), fingerprint)
+    config = run_config(params, model_name, species, len(train_idx.identities), fingerprint, repeat)
     config["embedder"] = embedder.config
-    return Setup(f"{model_name}-{species}", rt, model, ddp_model, opt, sched, scaler, ds, sampler, loader, steps,
+    return Setup(f"{model_name}-{species}" + (f" (repeat {repeat})" if repeat else ""), rt, model, ddp_model, opt, sched, scaler, ds, sampler, loader, steps,
                  total, mp.epochs, val_idx, pairs, config, eval_kw)
 
 
@@ -269,7 +274,7 @@ class TrainResult:
     main: bool = True  # this process is rank 0 (the one that wrote the artefacts)
 
 
-def finished_history(params: StudyParams, model_name: str, species: str, out: Path) -> dict | None:
+def finished_history(params: StudyParams, model_name: str, species: str, out: Path, repeat: int = 0) -> dict | None:
     """The history of a finished run in `out` that was trained with exactly these params on exactly
     this data (same config.json), else None."""
     run = RunDir(out)
@@ -278,31 +283,34 @@ def finished_history(params: StudyParams, model_name: str, species: str, out: Pa
         return None
     splits = data.load_splits(params, species)
     fingerprint = data.fingerprint(splits["train"].root, splits["train"].paths + splits["val"].paths)
-    want = run_config(params, model_name, species, len(splits["train"].identities), fingerprint)
+    want = run_config(params, model_name, species, len(splits["train"].identities), fingerprint, repeat)
     have = {k: v for k, v in run.config().items() if k != "embedder"}
     return run.history() if have == json.loads(json.dumps(want)) else None
 
 
 def train_model(params: StudyParams, model_name: str, species: str, out_dir: str | Path | None = None,
                 resume: bool = False, progress: bool = True, stop_after_epoch: int | None = None,
-                reuse: bool = False, log=print) -> TrainResult:
+                reuse: bool = False, repeat: int = 0, log=print) -> TrainResult:
     """Train one (model, species) pair into `out_dir` (default `params.run_dir(...)`).
 
     Returns the history and this rank's trained model (in memory; rank 0 also wrote the artefacts).
     `reuse` returns the history of a finished run with the same config instead of training again (a
     notebook opened after `make study`). `stop_after_epoch` ends the run after that epoch as if it had
-    been killed there (checkpoints written, no final export): what the resume test uses.
+    been killed there (checkpoints written, no final export): what the resume test uses. `repeat` r
+    trains with seed + r into its own run folder (`params.run_dir(model, species, r)`).
     """
     tp = params.train
-    out = Path(out_dir) if out_dir else params.run_dir(model_name, species)
-    if reuse and not resume and (history := finished_history(params, model_name, species, out)) is not None:
+    out = Path(out_dir) if out_dir else params.run_dir(model_name, species, repeat)
+    if reuse and not resume and (history := finished_history(params, model_name, species, out, repeat)) is not None:
         log(f"{model_name}-{species}: reusing the finished run in {out} (same params and data); "
             f"set retrain = True to train again")
         return TrainResult(history, None, out, True)
     rt = runtime.setup(tp.device, tp.amp)
-    runtime.seed_everything(params.seed)
-    s = build(params, model_name, species, rt, progress)
+    kernels = reproducible.apply(params.reproducible, rt.device)
+    runtime.seed_everything(params.train_seed(repeat))
+    s = build(params, model_name, species, rt, progress, repeat)
     history, best, start_epoch = start_or_resume(s, out, resume, log)
+    history["kernels"] = kernels
     for epoch in range(start_epoch, s.epochs):
         entry = train_one_epoch(s, epoch, tp, progress, out)
         if rt.main and ((epoch + 1) % tp.val_every == 0 or epoch + 1 == s.epochs):
@@ -332,3 +340,18 @@ def finalize(out: Path) -> None:
     _save(emb_state, out / "pet_embedder.pt")
     embedder = embedder_from_config(run.config()["embedder"], emb_state)
     export_onnx(embedder, out / "pet_embedder.onnx", metadata=run.deploy_metadata())
+
+
+def train_repeats(params: StudyParams, model_name: str, species: str, **kw) -> list[TrainResult]:
+    """Every training repeat of one (model, species) run (`params.repeats`), repeat 0 first."""
+    return [train_model(params, model_name, species, repeat=r, **kw) for r in range(params.repeats(model_name, species))]
+
+
+def repeat_summary(results: list[TrainResult]) -> dict:
+    """Best validation figures per repeat, with the mean and sample standard deviation over repeats."""
+    from .run import summary
+
+    rows = [{"repeat": i, "run": r.out_dir.name, **summary(r.history)} for i, r in enumerate(results)]
+    acc = np.array([r["val_accuracy"] for r in rows if r["val_accuracy"] is not None], dtype=float)
+    return {"rows": rows, "val_accuracy_mean": float(acc.mean()) if len(acc) else None,
+            "val_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else None, "n": int(len(acc))}

@@ -3,12 +3,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from petlib import compare
 from petlib.metrics import SCHEMA
 
 
-def _fake_metrics(r1, ci, eer, params):
-    return {"schema": SCHEMA, "retrieval": {"recall@1": r1, "recall@5": r1, "mrr": r1, "map@r": r1},
+def _fake_metrics(r1, ci, eer, params, species="cat", fp="f00d"):
+    return {"schema": SCHEMA, "species": species, "test_fingerprint": fp,
+            "retrieval": {"recall@1": r1, "recall@5": r1, "mrr": r1, "map@r": r1},
             "ranking": {"roc_auc": 0.9, "eer": eer, "tar@far=1e-3": None}, "ci95": {"recall@1": ci, "eer": [eer, eer]},
             "efficiency": {"params": params, "onnx_bytes": 10, "cpu_latency_ms": 1.0}}
 
@@ -17,13 +20,13 @@ def test_compare_bolds_right_direction_and_marks_ties(tmp_path):
     a = _fake_metrics(0.80, [0.70, 0.90], 0.10, 2_000_000)
     b = _fake_metrics(0.75, [0.72, 0.78], 0.20, 1_000_000)
     t = compare.compare({"A": a, "B": b}).set_index("metric")
-    assert t.loc["Recall@1", "best"] == "tie", "overlapping intervals are a tie"
+    assert t.loc["Recall@1", "best"] == "" and t.loc["Recall@1", "note"] == "tie: intervals overlap"
     assert t.loc["EER", "best"] == "A", "lower EER wins"
     assert t.loc["Embedder params", "best"] == "B", "fewer parameters win"
-    assert t.loc["Recall@5", "best"] == "A", "no interval: the higher value is bold"
+    assert t.loc["Recall@5", "best"] == "" and t.loc["Recall@5", "note"] == "not called: no interval"
     assert t.loc["TAR@FAR=1e-3", "best"] == ""
     md = compare.to_markdown(t.reset_index(), ["A", "B"])
-    assert "**0.1000**" in md and "tie" in md
+    assert "**0.1000**" in md and "tie: intervals overlap" in md
     for name, m in {"A": a, "B": b}.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps(m))
@@ -41,6 +44,48 @@ def test_compare_equal_values_share_the_bold():
     assert t.loc["Embedder params", "best"] == "A,B"
     md = compare.to_markdown(t.reset_index(), ["A", "B", "C"])
     assert md.count("**1,000,000**") == 2
+
+
+def test_models_are_ranked_only_within_one_test_set(tmp_path):
+    cat_a, cat_b = _fake_metrics(0.8, [0.78, 0.82], 0.1, 1), _fake_metrics(0.5, [0.45, 0.55], 0.3, 1)
+    dog = _fake_metrics(0.9, [0.88, 0.92], 0.05, 1, species="dog", fp="beef")
+    metrics = {"A-cat": cat_a, "B-cat": cat_b, "A-dog": dog}
+    blocks = compare.test_sets(metrics)
+    assert [sorted(b) for b in blocks.values()] == [["A-cat", "B-cat"], ["A-dog"]]
+    with pytest.raises(ValueError, match="different test sets"):
+        compare.compare(metrics)
+    same_species_other_split = _fake_metrics(0.9, [0.88, 0.92], 0.05, 1, fp="cafe")
+    assert len(compare.test_sets({"A": cat_a, "B": same_species_other_split})) == 2
+    md = compare.report_markdown(metrics)
+    block_cat, rest = md.split("## dog test set")
+    assert "**0.8000" in block_cat  # A-cat beats B-cat on its own test set
+    across = rest.split("## Across test sets")[1]
+    assert "0.9000" in across and "**" not in across, "across test sets nothing is bold"
+    assert compare.headline(metrics) == {"best R@1 (cat test set f00d)": "A-cat"}
+
+
+def test_a_difference_within_the_training_spread_is_a_tie():
+    a, b = _fake_metrics(0.80, [0.78, 0.82], 0.1, 1), _fake_metrics(0.75, [0.73, 0.76], 0.2, 1)
+    assert compare.compare({"A": a, "B": b}).set_index("metric").loc["Recall@1", "best"] == "A"
+    # 3 seeds of A spread R@1 by sd 0.03: a 0.05 difference is within 2 sd, so it is not called
+    a["repeat_stats"] = {"retrieval.recall@1": {"mean": 0.79, "std": 0.03, "n": 3}}
+    t = compare.compare({"A": a, "B": b}).set_index("metric")
+    assert t.loc["Recall@1", "best"] == "" and t.loc["Recall@1", "note"] == "tie: within training spread"
+    a["repeat_stats"]["retrieval.recall@1"]["std"] = 0.02  # 0.05 > 2 x 0.02: called
+    assert compare.compare({"A": a, "B": b}).set_index("metric").loc["Recall@1", "best"] == "A"
+    assert "0.020 sd (3 seeds)" in compare.to_markdown(compare.compare({"A": a, "B": b}), ["A", "B"], {"A": a, "B": b})
+    assert "sd of Recall@1" not in compare.training_variance_note({"B": b})
+    assert "not measured" in compare.training_variance_note({"B": b})
+    assert "A: 0.0200 over 3 repeats" in compare.training_variance_note({"A": a, "B": b})
+
+
+def test_repeat_stats_by_hand():
+    from petlib.evaluate import REPEAT_KEYS, repeat_stats
+
+    reps = [{sec: {k: v for s2, k in REPEAT_KEYS if s2 == sec} for sec, _ in REPEAT_KEYS} for v in (0.4, 0.5, 0.6)]
+    st = repeat_stats(reps)["retrieval.recall@1"]
+    assert st["n"] == 3 and abs(st["mean"] - 0.5) < 1e-12 and abs(st["std"] - 0.1) < 1e-12  # sample sd
+    assert repeat_stats(reps[:1])["retrieval.recall@1"]["std"] is None
 
 
 def test_compare_of_metrics_files_imports_no_torch(tmp_path):

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from petlib import embed, evaluate, metrics
+from petlib import bench, embed, evaluate, metrics
+from petlib.data import load_split
 from petlib.run import RunDir
 
 
@@ -88,3 +89,30 @@ def test_cli_embed_and_evaluate(trained, capsys):
         assert "val-plain" in z.files
     assert main(["embed", str(run.parent / "nope")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(900)
+def test_repeats_train_with_other_seeds_and_are_evaluated_on_the_same_test_set(trained):
+    """train.repeats=2: repeat 1 trains with seed + 1 into its own folder; the evaluation keeps both."""
+    import copy
+
+    from petlib import train
+
+    p = copy.deepcopy(trained)
+    p.train.repeats, p.train.repeat_runs = 2, ["mnv3-cat"]
+    r1 = train.train_model(p, "mnv3", "cat", repeat=1, progress=False, log=lambda *_: None)
+    assert r1.out_dir == p.run_dir("mnv3", "cat", 1) and r1.out_dir.name == "mnv3-cat-r1"
+    cfg0, cfg1 = RunDir(p.run_dir("mnv3", "cat")).config(), RunDir(r1.out_dir).config()
+    assert (cfg0["seed"], cfg1["seed"]) == (p.seed, p.seed + 1) and cfg0["data_fingerprint"] == cfg1["data_fingerprint"]
+    m = evaluate.evaluate_run(p, "mnv3", "cat", progress=False)
+    assert [r["repeat"] for r in m["repeats"]] == [0, 1] and [r["seed"] for r in m["repeats"]] == [42, 43]
+    assert m["repeats"][0]["retrieval"]["recall@1"] == m["retrieval"]["recall@1"]
+    r1_values = [r["retrieval"]["recall@1"] for r in m["repeats"]]
+    st = m["repeat_stats"]["retrieval.recall@1"]
+    assert st["n"] == 2 and st["mean"] == pytest.approx(np.mean(r1_values))
+    assert st["std"] == pytest.approx(np.std(r1_values, ddof=1))
+    # repeat 1's figures are its own embedding's, computed the same way as repeat 0's
+    test = load_split(p, "cat", "test")
+    emb1 = embed.embed_images(RunDir(r1.out_dir).load_embedder(), test.paths, 64)
+    assert m["repeats"][1]["retrieval"]["recall@1"] == pytest.approx(bench.retrieval(emb1, test.labels)["recall@1"])
+    assert len(m["test_fingerprint"]) == 16

@@ -23,6 +23,8 @@ def test_data_notebook_report(make_params, tmp_path):
     assert n_ids == 40
     assert n_imgs == sum(1 for _ in (tmp_path / "data").rglob("*.jpg"))
     assert "git commit" in page and "data fingerprint" in page and "torch" in page
+    # the runner gave the notebook kernel the CPU pins, and the header says so with the CPU's ISA flags
+    assert "CPU kernels" in page and "pinned (reproducible: true)" in page and "ATen kernels AVX2" in page
     assert (tmp_path / "outputs" / "ci" / "splits" / "cat.csv").is_file()
     index = (rep / "index.html").read_text()
     assert "01_data.html" in index and "ok" in index

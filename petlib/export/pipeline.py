@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import bench, data
+from .. import bench, data, reproducible
 from ..embed import preprocess_images
 from ..io import atomic_write_json
 from ..latency import torch_runner
@@ -136,6 +136,7 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
     cosine parity, task deltas (verification accuracy, R@1, TAR@FAR=1e-3) and CPU latency (batch 1
     and 32, one thread and all threads). Writes and returns {model, species, rows, metadata, reference}."""
     fmts = _formats(formats)
+    reproducible.apply(params.reproducible, torch.device("cpu"))  # exports are checked on the CPU
     run = RunDir(run_dir or params.run_dir(model, species))
     out = Path(out_dir) if out_dir else params.out("exports", f"{model}-{species}")
     out.mkdir(parents=True, exist_ok=True)
