@@ -194,3 +194,13 @@ def _draw(out: Path, test, emb, pq, scores, pairs, fpr, tpr, rank, cmc, rob, tit
     plots.det_curve(fpr, 1 - tpr, rank["eer"], title, path=out / "det_curve.png")
     plots.cmc_curve(cmc, title, path=out / "cmc_curve.png")
     plots.robustness_bars({k: v for k, v in rob.items() if isinstance(v, dict)}, title, path=out / "robustness.png")
+
+
+def headline(metrics: dict) -> dict:
+    """The study index's figures for one evaluation, with the spread over seeds where there are repeats."""
+    out = {"R@1": metrics["retrieval"]["recall@1"], "ROC-AUC": metrics["ranking"]["roc_auc"],
+           "EER": metrics["ranking"]["eer"], "DIR@FAR=1e-2": metrics["open_set"]["dir@far=1e-2"]}
+    st = metrics["repeat_stats"]["retrieval.recall@1"]
+    if st["n"] > 1:
+        out[f"R@1 over {st['n']} seeds"] = f"{st['mean']:.4f} ± {st['std']:.4f} sd"
+    return out

@@ -102,7 +102,7 @@ def _kernels(env: dict) -> str:
 
     dev, k = env["device"], env["device"]["kernels"]
     pins = {name.lower(): value for name, value in reproducible.ENV.items()}
-    pinned = all(k.get(n) == v for n, v in pins.items()) and k["aten_capability"] == "AVX2" and not k["mkldnn_enabled"]
+    pinned = all(k.get(n) == v for n, v in pins.items()) and k["aten_capability"] == "AVX2"
     state = ("pinned (reproducible: true): same numbers on any x86-64 CPU with AVX2" if pinned else
              "NOT pinned: numbers may differ on another machine" if env["params"].get("reproducible") else
              "not pinned (reproducible: false)")

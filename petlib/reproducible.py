@@ -1,11 +1,12 @@
 """Same numbers on any x86-64 machine: the CPU code paths that decide rounding, pinned.
 
 PyTorch, oneDNN and MKL each pick kernels for the CPU they find (AVX2, AVX-512, ...) and split
-reductions by thread count; on this project's CI training each of those choices moved the losses
-(README, "Reproducibility"). With `reproducible: true` (the default) a CPU run therefore uses:
-ATen's AVX2 kernels (`ATEN_CPU_CAPABILITY`), oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA`), MKL's
-"compatible" code path (`MKL_CBWR`), a fixed number of threads, and no oneDNN convolutions (their
-blocking also follows cache size and core count, which no variable pins).
+reductions by thread count; on this project's CI training those choices moved the losses (README,
+"Reproducibility"). With `reproducible: true` (the default) a CPU run therefore uses: ATen's AVX2
+kernels (`ATEN_CPU_CAPABILITY`), oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA`), MKL's "compatible"
+code path (`MKL_CBWR`) and a fixed number of threads. oneDNN stays on: turning it off made the CI
+training several times slower here, and the ISA cap removed every difference this machine can show
+(oneDNN may still block by cache size on another CPU; the README says what is and is not proven).
 
 The variables are read when the libraries initialise, so they must be in the environment before torch
 is imported: the study runner puts them into every notebook kernel's environment, the `petface`
@@ -60,7 +61,7 @@ def cpu_flags() -> list[str]:
 def apply(enabled: bool, device) -> dict:
     """Make this process's computation reproducible as far as it can be from here, and say how.
 
-    CPU: fixed threads and oneDNN off (set at run time); the environment pins must already be in place
+    CPU: a fixed number of threads (set at run time); the environment pins must already be in place
     (`pinned` says whether they are). CUDA: cuDNN's deterministic algorithms (same numbers run to run on
     one GPU model and driver, not across devices)."""
     import torch
@@ -76,7 +77,6 @@ def apply(enabled: bool, device) -> dict:
         torch.use_deterministic_algorithms(True, warn_only=True)
         return {**state, **settings()}
     torch.set_num_threads(THREADS)
-    torch.backends.mkldnn.enabled = False
     s = settings()
     missing = [k for k, v in ENV.items() if os.environ.get(k) != v]
     pinned = not missing and s["aten_capability"] == "AVX2"

@@ -162,8 +162,10 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
 
 
 def _save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """Atomic torch.save through a file object: torch then names the archive's inner folder "archive"
+    rather than after the (random) temp file, so the same weights give the same bytes and checksum."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def start_or_resume(s: Setup, out: Path, resume: bool, log) -> tuple[dict, float, int]:
@@ -355,3 +357,16 @@ def repeat_summary(results: list[TrainResult]) -> dict:
     acc = np.array([r["val_accuracy"] for r in rows if r["val_accuracy"] is not None], dtype=float)
     return {"rows": rows, "val_accuracy_mean": float(acc.mean()) if len(acc) else None,
             "val_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else None, "n": int(len(acc))}
+
+
+def headline(results: list[TrainResult]) -> dict:
+    """The study index's figures for one run: repeat 0's validation next to the untrained model's, and
+    the spread over seeds where there are repeats."""
+    from .run import summary
+
+    s, r = summary(results[0].history), repeat_summary(results)
+    out = {"val accuracy": s["val_accuracy"], "untrained": s["untrained_val_accuracy"], "threshold": s["val_threshold"],
+           "images/s": round(s["images_per_s"])}
+    if r["n"] > 1:
+        out[f"val acc over {r['n']} seeds"] = f"{r['val_accuracy_mean']:.4f} ± {r['val_accuracy_std']:.4f} sd"
+    return out

@@ -116,3 +116,10 @@ def test_repeats_train_with_other_seeds_and_are_evaluated_on_the_same_test_set(t
     emb1 = embed.embed_images(RunDir(r1.out_dir).load_embedder(), test.paths, 64)
     assert m["repeats"][1]["retrieval"]["recall@1"] == pytest.approx(bench.retrieval(emb1, test.labels)["recall@1"])
     assert len(m["test_fingerprint"]) == 16
+    assert evaluate.headline(m)["R@1 over 2 seeds"] == f"{st['mean']:.4f} ± {st['std']:.4f} sd"
+    results = [train.TrainResult(RunDir(p.run_dir("mnv3", "cat", r)).history(), None, p.run_dir("mnv3", "cat", r))
+               for r in (0, 1)]
+    s = train.repeat_summary(results)
+    accs = [row["val_accuracy"] for row in s["rows"]]
+    assert s["n"] == 2 and s["val_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    assert "val acc over 2 seeds" in train.headline(results)

@@ -191,3 +191,12 @@ def test_reuse_shows_the_finished_run_and_only_for_the_same_params(trained_ci):
     changed.model("mnv3").lr *= 2
     assert train.finished_history(changed, "mnv3", "cat", run) is None
     assert train.finished_history(trained_ci, "mnv3", "cat", run) == r.history
+
+
+def test_same_weights_give_the_same_checkpoint_bytes(tmp_path):
+    """metrics.json records the checkpoint's sha256: it must not change with the temp file's random name."""
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    train._save(state, tmp_path / "a.pt")
+    train._save(state, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], state["w"])
