@@ -109,7 +109,8 @@ def compare(metrics: dict[str, dict]) -> pd.DataFrame:
             top = max(valid.values()) if higher else min(valid.values())
             leaders = [n for n, v in valid.items() if v == top]
             rest = [n for n in sorted(valid, key=lambda n: valid[n], reverse=higher) if n not in leaders]
-            note = _verdict(metrics[leaders[0]], metrics[rest[0]], top, valid[rest[0]], path, ci_key) if rest else ""
+            note = _verdict(metrics[leaders[0]], metrics[rest[0]], top, valid[rest[0]], path, ci_key) if rest \
+                else "tie: equal values"
             best = "" if note else ",".join(leaders)  # equal values (e.g. the same architecture) share the bold
         rows.append({"category": cat, "metric": label, **vals, "best": best, "note": note,
                      "direction": "higher" if higher else "lower"})

@@ -42,6 +42,8 @@ def test_compare_equal_values_share_the_bold():
     c = _fake_metrics(0.6, None, 0.3, 2_000_000)
     t = compare.compare({"A": a, "B": b, "C": c}).set_index("metric")
     assert t.loc["Embedder params", "best"] == "A,B"
+    same = compare.compare({"A": a, "B": _fake_metrics(0.8, None, 0.1, 1_000_000)}).set_index("metric")
+    assert same.loc["Embedder params", "best"] == "" and same.loc["Embedder params", "note"] == "tie: equal values"
     md = compare.to_markdown(t.reset_index(), ["A", "B", "C"])
     assert md.count("**1,000,000**") == 2
 
