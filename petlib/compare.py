@@ -123,16 +123,24 @@ def side_by_side(metrics: dict[str, dict]) -> pd.DataFrame:
                          for cat, label, path, _, _ in ROWS])
 
 
-def training_variance_note(metrics: dict[str, dict]) -> str:
-    """Whether training variance was measured in this block, and how large it was where it was."""
-    measured = {n: m["repeat_stats"]["retrieval.recall@1"] for n, m in metrics.items()
-                if (m.get("repeat_stats") or {}).get("retrieval.recall@1", {}).get("n", 0) > 1}
-    if measured:
-        return "Training variance (standard deviation of Recall@1 across seeds): " + "; ".join(
-            f"{n}: {st['std']:.4f} over {st['n']} repeats (mean {st['mean']:.4f})" for n, st in measured.items())
-    return ("Training variance was not measured for these models (one training repeat each): differences are "
-            "judged by the test-set bootstrap alone. Set train.repeats to measure it; on the demo, 3 seeds of "
-            "mnv3-cat spread Recall@1 by the standard deviation given in the README (Reproducibility).")
+def _measured_spread(metrics: dict[str, dict]) -> dict[str, dict]:
+    return {n: m["repeat_stats"]["retrieval.recall@1"] for n, m in metrics.items()
+            if (m.get("repeat_stats") or {}).get("retrieval.recall@1", {}).get("n", 0) > 1}
+
+
+def training_variance_note(block: dict[str, dict], study: dict[str, dict] | None = None) -> str:
+    """Whether training variance was measured for the block's models, and how large it was where it was
+    (in the block, else elsewhere in `study`)."""
+    def fmt(measured):
+        return "; ".join(f"{n}: {st['std']:.4f} over {st['n']} repeats (mean {st['mean']:.4f})"
+                         for n, st in measured.items())
+    if measured := _measured_spread(block):
+        return "Training variance (standard deviation of Recall@1 across seeds): " + fmt(measured)
+    note = ("Training variance was not measured for these models (one training repeat each): differences are "
+            "judged by the test-set bootstrap alone. Set train.repeats (and train.repeat_runs) to measure it.")
+    if elsewhere := _measured_spread(study or {}):
+        note += " Elsewhere in this study, on another test set: " + fmt(elsewhere) + "."
+    return note
 
 
 def _fmt(v, label: str) -> str:
@@ -181,7 +189,7 @@ def report_markdown(metrics: dict[str, dict]) -> str:
     parts = []
     for label, block in test_sets(metrics).items():
         parts += [f"## {label}: {', '.join(block)}\n", to_markdown(compare(block), list(block), block),
-                  training_variance_note(block) + "\n"]
+                  training_variance_note(block, metrics) + "\n"]
     if len(test_sets(metrics)) > 1:
         parts += ["## Across test sets (side by side, not ranked: measured on different test sets)\n",
                   to_markdown(side_by_side(metrics), list(metrics))]

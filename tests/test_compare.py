@@ -79,6 +79,7 @@ def test_a_difference_within_the_training_spread_is_a_tie():
     assert "sd of Recall@1" not in compare.training_variance_note({"B": b})
     assert "not measured" in compare.training_variance_note({"B": b})
     assert "A: 0.0200 over 3 repeats" in compare.training_variance_note({"A": a, "B": b})
+    assert "Elsewhere in this study, on another test set: A: 0.0200" in compare.training_variance_note({"B": b}, {"A": a})
 
 
 def test_repeat_stats_by_hand():
