@@ -182,7 +182,7 @@ def start_or_resume(s: Setup, out: Path, resume: bool, log) -> tuple[dict, float
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
     try:
-        ck = torch.load(ckpt_path, map_location=s.rt.device, weights_only=False)
+        ck = torch.load(ckpt_path, map_location=s.rt.device, weights_only=True)
     except Exception as e:
         raise RuntimeError(f"{ckpt_path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
     s.model.load_state_dict(ck["model"])

@@ -200,3 +200,18 @@ def test_same_weights_give_the_same_checkpoint_bytes(tmp_path):
     train._save(state, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], state["w"])
+
+
+def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
+    """Resume loads last_checkpoint.pt with weights_only=True: the RNG states must survive that."""
+    import random
+
+    from petlib import runtime
+
+    runtime.seed_everything(7)
+    train._save({"rng": runtime.rng_state()}, tmp_path / "c.pt")
+    want = (np.random.rand(3), random.random(), torch.rand(3))
+    runtime.seed_everything(99)
+    runtime.set_rng_state(torch.load(tmp_path / "c.pt", weights_only=True)["rng"])
+    got = (np.random.rand(3), random.random(), torch.rand(3))
+    assert np.array_equal(want[0], got[0]) and want[1] == got[1] and torch.equal(want[2], got[2])
