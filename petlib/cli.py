@@ -40,18 +40,24 @@ def _data(a) -> int:
     return 0
 
 
+def _runs(p, a) -> list[tuple[str, str]]:
+    """The study's runs, narrowed by --model/--species; naming a model or species it lacks is an error."""
+    for flag, given, known in (("--model", a.model, [m.name for m in p.models]),
+                               ("--species", a.species, p.data.species)):
+        if given and (bad := [g for g in given if g not in known]):
+            raise ParamsError(f"{flag} {' '.join(bad)}: the params name {known}")
+    return [(m, s) for m, s in p.runs() if (not a.model or m in a.model) and (not a.species or s in a.species)]
+
+
 def _train(a) -> int:
     p = _params(a)
     from .run import summary
     from .train import train_repeats
 
-    models = a.model or [m.name for m in p.models]
-    species = a.species or p.data.species
-    for m in models:
-        for s in species:
-            for r in train_repeats(p, m, s, resume=a.resume):
-                if r.history["epochs"] and r.main:
-                    print(f"{r.out_dir.name}: {summary(r.history)}")
+    for m, s in _runs(p, a):
+        for r in train_repeats(p, m, s, resume=a.resume):
+            if r.history["epochs"] and r.main:
+                print(f"{r.out_dir.name}: {summary(r.history)}")
     return 0
 
 
@@ -59,11 +65,10 @@ def _evaluate(a) -> int:
     p = _params(a)
     from .evaluate import evaluate_run
 
-    for m in a.model or [m.name for m in p.models]:
-        for s in a.species or p.data.species:
-            r = evaluate_run(p, m, s)
-            print(f"{m}-{s}: R@1 {r['retrieval']['recall@1']:.4f}, ROC-AUC {r['ranking']['roc_auc']:.4f}, "
-                  f"EER {r['ranking']['eer']:.4f} -> {p.eval_dir(m, s) / 'metrics.json'}")
+    for m, s in _runs(p, a):
+        r = evaluate_run(p, m, s)
+        print(f"{m}-{s}: R@1 {r['retrieval']['recall@1']:.4f}, ROC-AUC {r['ranking']['roc_auc']:.4f}, "
+              f"EER {r['ranking']['eer']:.4f} -> {p.eval_dir(m, s) / 'metrics.json'}")
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "ParamsError", "SynthParams", "DataParams", "TrainParams", "ModelParams", "EvalParams",
+    "ParamsError", "SynthParams", "DataParams", "TrainParams", "ModelParams", "EvalParams", "ExportParams",
     "StudyParams", "load_params", "params_from_dict", "params_to_dict", "apply_overrides", "dump_params",
     "project_root", "find_params_file", "resolve_paths",
 ]
@@ -120,6 +120,7 @@ class ModelParams:
     lr: float = 5e-4
     backbone_lr_mult: float = 0.1
     epochs: int = 40
+    species: list[str] = field(default_factory=list)  # the species it trains on; empty: every data.species
 
     def validate(self, where: str) -> None:
         if self.head not in ("gdconv", "mlp"):
@@ -141,6 +142,13 @@ class EvalParams:
 
 
 @dataclass
+class ExportParams:
+    """What `05_export` converts (design §8.3: a chosen list of formats for a chosen embedder)."""
+    runs: list[str] = field(default_factory=list)  # "model-species" runs to export; empty: every run
+    formats: list[str] = field(default_factory=list)  # registry ids (petlib.export.FORMATS); empty: all
+
+
+@dataclass
 class StudyParams:
     name: str = "demo"
     seed: int = 42
@@ -151,6 +159,7 @@ class StudyParams:
     train: TrainParams = field(default_factory=TrainParams)
     models: list[ModelParams] = field(default_factory=lambda: [ModelParams()])
     eval: EvalParams = field(default_factory=EvalParams)
+    export: ExportParams = field(default_factory=ExportParams)
     notebooks: list[str] = field(default_factory=lambda: ["01_data", "02_train", "03_evaluate", "04_compare",
                                                           "05_export", "06_inference"])
 
@@ -160,13 +169,33 @@ class StudyParams:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ParamsError(f"{where}: models have duplicate names {names}")
-        runs = [f"{m}-{s}" for m in names for s in self.data.species]
-        unknown = [r for r in self.train.repeat_runs if r not in runs]
-        if unknown:
-            raise ParamsError(f"{where}: train.repeat_runs names {unknown}, which this study does not train; "
-                              f"runs: {runs}")
         for m in self.models:
             m.validate(where)
+            other = [s for s in m.species if s not in self.data.species]
+            if other:
+                raise ParamsError(f"{where}: models[{m.name}].species names {other}, which data.species "
+                                  f"{self.data.species} does not hold")
+        runs = self.run_names()
+        for key, named in (("train.repeat_runs", self.train.repeat_runs), ("export.runs", self.export.runs)):
+            unknown = [r for r in named if r not in runs]
+            if unknown:
+                raise ParamsError(f"{where}: {key} names {unknown}, which this study does not train; runs: {runs}")
+        from .export.registry import FORMATS  # torch-free
+
+        unknown = [f for f in self.export.formats if f not in FORMATS]
+        if unknown:
+            raise ParamsError(f"{where}: export.formats names {unknown}; known: {list(FORMATS)}")
+
+    def runs(self) -> list[tuple[str, str]]:
+        """(model, species) of every training run, species by species in the order of `data.species`."""
+        return [(m.name, s) for s in self.data.species for m in self.models if not m.species or s in m.species]
+
+    def run_names(self) -> list[str]:
+        return [f"{m}-{s}" for m, s in self.runs()]
+
+    def exports(self, model: str, species: str) -> bool:
+        """Whether the study exports this run (`export.runs`, empty: every run)."""
+        return not self.export.runs or f"{model}-{species}" in self.export.runs
 
     # Paths every notebook agrees on; notebooks talk to each other only through these files.
     def out(self, *parts: str) -> Path:
@@ -200,7 +229,7 @@ class StudyParams:
         """Display name -> evaluation dir: `eval.compare` entries `NAME:DIR`, else every model x species."""
         if self.eval.compare:
             return {c.split(":", 1)[0]: Path(c.split(":", 1)[1]) for c in self.eval.compare}
-        return {f"{m.name}-{s}": self.eval_dir(m.name, s) for s in self.data.species for m in self.models}
+        return {f"{m}-{s}": self.eval_dir(m, s) for m, s in self.runs()}
 
     def model(self, name: str) -> ModelParams:
         for m in self.models:

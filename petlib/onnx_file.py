@@ -38,11 +38,11 @@ def export_onnx(embedder: torch.nn.Module, path: str | Path, metadata: dict | No
     x = example_input(embedder, 2)
     with atomic_path(path) as tmp, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # the exporter narrates every pass; keep reports readable
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        program = torch.onnx.export(embedder, (x,), dynamo=True, opset_version=ONNX_OPSET,
-                                    input_names=["input"], output_names=["embedding"],
-                                    dynamic_shapes={"x": {0: batch}}, external_data=False, verbose=False)
-        program.save(str(tmp), external_data=False)
+        # The TorchScript-based exporter: 0.4-0.6 s for these embedders where the dynamo exporter takes
+        # 10-22 s (measured on 2 cores), paid once per training run; the parity check below holds either way.
+        torch.onnx.export(embedder, (x,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["input"], output_names=["embedding"],
+                          dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}})
         model = onnx.load(str(tmp))
         for k, v in metadata_as_text(metadata or {}).items():
             model.metadata_props.add(key=k, value=v)

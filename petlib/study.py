@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 KERNEL_NAME = "petface-study"
 
-# notebook -> how it expands: "study" (once) or "run" (once per model x species), what it needs, and
+# notebook -> how it expands: "study" (once) or "run" (once per training run; 05_export only for the
+# runs in `export.runs`), what it needs, and
 # notebook parameters the runner sets (the runner re-trains when it runs 02_train; a person who opens
 # the notebook after a study sees the finished run instead).
 PLAN = {
@@ -61,12 +62,13 @@ def plan(params: StudyParams, only: list[str] | None = None) -> list[Task]:
             deps = [t.key for t in tasks if t.notebook in needs]
             tasks.append(Task(nb, nb, dict(fixed), deps))
         else:
-            for s in params.data.species:
-                for m in params.models:
-                    suffix = f"{m.name}-{s}"
-                    deps = [t.key for t in tasks if t.notebook in needs and
-                            (t.key == t.notebook or t.key.endswith("-" + suffix))]
-                    tasks.append(Task(f"{nb}-{suffix}", nb, {"model": m.name, "species": s, **fixed}, deps))
+            for m, s in params.runs():
+                if nb == "05_export" and not params.exports(m, s):
+                    continue
+                suffix = f"{m}-{s}"
+                deps = [t.key for t in tasks if t.notebook in needs and
+                        (t.key == t.notebook or t.key.endswith("-" + suffix))]
+                tasks.append(Task(f"{nb}-{suffix}", nb, {"model": m, "species": s, **fixed}, deps))
     if only:
         wanted = {t.key for t in tasks if t.notebook in only or t.key in only}
         missing = [o for o in only if not any(t.notebook == o or t.key == o for t in tasks)]

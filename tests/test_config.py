@@ -45,6 +45,14 @@ def test_invalid_values():
         params_from_dict({"data": {"source": "folders", "species": ["cat"]}})
     with pytest.raises(ParamsError, match="duplicate"):
         params_from_dict({"models": [{"name": "a"}, {"name": "a"}]})
+    with pytest.raises(ParamsError, match=r"models\[a\]\.species names \['cow'\]"):
+        params_from_dict({"models": [{"name": "a", "species": ["cow"]}]})
+    with pytest.raises(ParamsError, match=r"export.runs names \['a-dog'\]"):
+        params_from_dict({"models": [{"name": "a", "species": ["cat"]}], "export": {"runs": ["a-dog"]}})
+    with pytest.raises(ParamsError, match=r"train.repeat_runs names \['b-cat'\]"):
+        params_from_dict({"models": [{"name": "a"}], "train": {"repeat_runs": ["b-cat"]}})
+    with pytest.raises(ParamsError, match=r"export.formats names \['gguf'\]"):
+        params_from_dict({"export": {"formats": ["onnx", "gguf"]}})
 
 
 def test_overrides(repo):

@@ -58,3 +58,30 @@ def test_plan_expands_runs_and_only(repo):
         assert "01_data" in only and not any(k.startswith("03") for k in only)
     with pytest.raises(ValueError, match="does not run"):
         plan(p, only=["99_nothing"])
+
+
+def test_plan_follows_model_species_and_export_runs(repo, tmp_path):
+    """A model restricted to some species gets runs only there; 05_export runs only for `export.runs`."""
+    import yaml
+
+    from petlib.config import params_from_dict
+
+    raw = yaml.safe_load((repo / "params" / "demo.yaml").read_text())
+    raw["models"] = [{"name": "a", "epochs": 1}, {"name": "b", "epochs": 1, "species": ["dog"]}]
+    raw["data"]["species"] = ["cat", "dog"]
+    raw["export"] = {"runs": ["b-dog"]}
+    raw["train"].update(repeat_runs=[])
+    p = params_from_dict(raw)
+    assert p.runs() == [("a", "cat"), ("a", "dog"), ("b", "dog")]
+    keys = [t.key for t in plan(p)]
+    assert [k for k in keys if k.startswith("02_train")] == ["02_train-a-cat", "02_train-a-dog", "02_train-b-dog"]
+    assert [k for k in keys if k.startswith("05_export")] == ["05_export-b-dog"]
+    assert set(p.comparison_runs()) == {"a-cat", "a-dog", "b-dog"}
+
+
+def test_cli_rejects_a_model_the_params_lack(repo, capsys):
+    from petlib.cli import main
+
+    assert main(["train", str(repo / "params" / "ci.yaml"), "--model", "resnet"]) == 2
+    err = capsys.readouterr().err
+    assert "--model resnet" in err and len(err.strip().splitlines()) == 1

@@ -133,8 +133,9 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
                run_dir: Path | None = None, progress: bool = False) -> dict:
     """Export one trained run to each format and check each file against PyTorch on the test split:
     cosine parity, task deltas (verification accuracy, R@1, TAR@FAR=1e-3) and CPU latency (batch 1
-    and 32, one thread and all threads). Writes and returns {model, species, rows, metadata, reference}."""
-    fmts = _formats(formats)
+    and 32, one thread and all threads). `formats` defaults to `params.export.formats` (empty: all).
+    Writes and returns {model, species, rows, metadata, reference}."""
+    fmts = _formats(formats or params.export.formats)
     reproducible.apply(params.reproducible, torch.device("cpu"))  # exports are checked on the CPU
     run = RunDir(run_dir or params.run_dir(model, species))
     out = Path(out_dir) if out_dir else params.out("exports", f"{model}-{species}")
