@@ -30,7 +30,7 @@ for backbone in ("mobilenetv3_small_100", "mobilefacenet"):
     x = torch.randn(64, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 640, (64,))
     def step():
-        loss = losses.arcface_loss(m(x, y), y)
+        loss = losses.arcface_loss(*m(x, y))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -82,7 +82,7 @@ def training_rows(size: int, steps: int, tmp: Path) -> list[dict]:
         y0 = torch.as_tensor(idx.labels[:b])
 
         def step(x, y):
-            loss = losses.arcface_loss(m(x, y), y)
+            loss = losses.arcface_loss(*m(x, y))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
@@ -119,6 +119,17 @@ def metric_rows() -> list[dict]:
     return [{"bench": "metrics", **eval(line)} for line in out.splitlines() if line.startswith("{")]
 
 
+def scale_rows(quick: bool) -> list[dict]:
+    """benchmarks/scale.py's table (PetFace scale: scan, retrieval, clustering, Partial-FC) as rows."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "scale.py"), *(["--quick"] if quick else [])],
+                         capture_output=True, text=True, check=True).stdout
+    lines = [l for l in out.splitlines() if l.startswith("| ") and not l.startswith("| case")]
+    keys = ["case", "size", "seconds", "peak_gb", "baseline_seconds", "baseline_peak_gb", "note"]
+    return [{"bench": "scale", **dict(zip(keys, [c.strip() for c in l.strip("|").split(" | ")]))} for l in lines]
+
+
 def study_rows() -> list[dict]:
     state = REPO / "reports" / "demo" / "state.json"
     if not state.is_file():
@@ -152,6 +163,7 @@ def main():
         rows += training_rows(64 if a.quick else 112, 3 if a.quick else 8, tmp)
     if not a.quick:
         rows += metric_rows()
+    rows += scale_rows(a.quick)
     rows += study_rows()
     head = (f"# petface-study benchmarks\n\n{time.strftime('%Y-%m-%d %H:%M')} on {socket.gethostname()}: "
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "

@@ -101,6 +101,7 @@ class TrainParams:
     max_steps_per_epoch: int = 0
     repeats: int = 1
     repeat_runs: list[str] = field(default_factory=list)
+    partial_fc: float = 1.0  # ArcFace classes scored per step (Partial-FC sample rate); 1.0: all
 
     def validate(self, where: str) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -108,6 +109,8 @@ class TrainParams:
         for name in ("batch_size", "val_every", "embedding_dim", "repeats"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{where}: train.{name} must be positive")
+        if not 0.0 < self.partial_fc <= 1.0:
+            raise ParamsError(f"{where}: train.partial_fc must be in (0, 1], got {self.partial_fc}")
 
 
 @dataclass

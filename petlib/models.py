@@ -205,12 +205,14 @@ class PetFaceEmbedder(nn.Module):
 class PetFaceModel(nn.Module):
     """Embedder + ArcFace classifier, for training only; the ArcFace weight is discarded afterwards."""
 
-    def __init__(self, embedder: PetFaceEmbedder, num_classes: int, s: float = 32.0, m: float = 0.4):
+    def __init__(self, embedder: PetFaceEmbedder, num_classes: int, s: float = 32.0, m: float = 0.4,
+                 partial_fc: float = 1.0):
         super().__init__()
         self.embedder = embedder
-        self.arcface = ArcFaceHead(embedder.config["embedding_dim"], num_classes, s=s, m=m)
+        self.arcface = ArcFaceHead(embedder.config["embedding_dim"], num_classes, s=s, m=m, sample_rate=partial_fc)
 
     def forward(self, x, labels=None):
+        """The embedding; with labels, (ArcFace logits, labels as indices into those logits' classes)."""
         emb = self.embedder(x)
         return emb if labels is None else self.arcface(emb, labels)
 

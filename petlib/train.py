@@ -88,7 +88,7 @@ def run_config(params: StudyParams, model_name: str, species: str, num_classes: 
             "dropout": t.dropout, "num_classes": num_classes, "epochs": m.epochs, "batch_size": t.batch_size,
             "lr": m.lr, "backbone_lr_mult": m.backbone_lr_mult, "weight_decay": t.weight_decay,
             "warmup_epochs": t.warmup_epochs, "eta_min": t.eta_min, "arcface_s": t.arcface_s,
-            "arcface_m": t.arcface_m, "margin_warmup_frac": t.margin_warmup_frac,
+            "arcface_m": t.arcface_m, "margin_warmup_frac": t.margin_warmup_frac, "partial_fc": t.partial_fc,
             "label_smoothing": t.label_smoothing, "grad_clip": t.grad_clip, "seed": params.train_seed(repeat), "repeat": repeat,
             "mean": list(data.IMAGENET_MEAN), "std": list(data.IMAGENET_STD), "channel_order": "RGB",
             "data_fingerprint": fingerprint, "params": params_to_dict(params)}
@@ -132,7 +132,8 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     size = params.data.image_size
 
     embedder = create_embedder(mp.backbone, size, tp.embedding_dim, mp.head, mp.pretrained, tp.dropout)
-    model = PetFaceModel(embedder, len(train_idx.identities), s=tp.arcface_s, m=0.0).to(rt.device)
+    model = PetFaceModel(embedder, len(train_idx.identities), s=tp.arcface_s, m=0.0,
+                         partial_fc=tp.partial_fc).to(rt.device)
     if tp.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(model, mp.lr, mp.backbone_lr_mult, tp.weight_decay)
@@ -228,8 +229,8 @@ def train_one_epoch(s: Setup, epoch: int, tp, progress: bool, out: Path) -> dict
         if tp.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(rt.device.type, dtype=rt.amp_dtype or torch.bfloat16, enabled=rt.amp_dtype is not None):
-            logits = s.ddp_model(x, y)
-        loss = arcface_loss(logits.float(), y, tp.label_smoothing)
+            logits, target = s.ddp_model(x, y)
+        loss = arcface_loss(logits.float(), target, tp.label_smoothing)
         if not torch.isfinite(loss):
             bar.close()
             runtime.teardown(rt)

@@ -95,6 +95,33 @@ def test_scan_records_every_bad_case(tmp_path):
     assert not any(".hidden" in p for p, _ in idx.skipped)
 
 
+def test_scan_cache_decodes_only_new_or_changed_files(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    for ident in ("a", "b"):
+        for i in range(3):
+            _jpg(root / ident / f"{i}.jpg")
+    cache = tmp_path / "scan" / "cat.json"
+    decoded = []
+    real = data._check
+    monkeypatch.setattr(data, "_check", lambda p, m: decoded.append(p.name) or real(p, m))
+    first = data.scan_identities(root, progress=False, cache=cache)
+    assert len(decoded) == 6 and cache.is_file()
+    decoded.clear()
+    again = data.scan_identities(root, progress=False, cache=cache)
+    assert decoded == [] and again.paths == first.paths and again.skipped == first.skipped
+    (root / "a" / "1.jpg").write_bytes(b"not a jpeg any more")  # changed: size and time differ
+    _jpg(root / "b" / "3.jpg")  # new
+    changed = data.scan_identities(root, progress=False, cache=cache)
+    assert sorted(decoded) == ["1.jpg", "3.jpg"]
+    assert any(p.endswith("a/1.jpg") for p, _ in changed.skipped) and len(changed.paths) == 6
+    decoded.clear()
+    data.scan_identities(root, progress=False, cache=cache, max_pixels=50_000_000)  # another policy: re-check all
+    assert len(decoded) == 7
+    cache.write_text("{ damaged")
+    decoded.clear()
+    assert data.scan_identities(root, progress=False, cache=cache).paths == changed.paths and len(decoded) == 7
+
+
 def test_missing_root_and_no_usable_identity(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         data.scan_identities(tmp_path / "nope", progress=False)
