@@ -1,7 +1,7 @@
 """Benchmark metrics (design §6 plus open-set identification and bootstrap intervals).
 
-numpy arrays in, dicts of floats out. No files, no network; torch only inside ranking (its top-k and
-counting on a zero-copy view of each similarity chunk are multi-threaded). Embeddings are assumed
+numpy arrays in, dicts of floats out. No files, no network; torch only inside ranking (its top-k on a
+zero-copy view of each similarity chunk is multi-threaded). Embeddings are assumed
 L2-normalised, so cosine similarity is a dot product. Nothing here builds an N x N matrix: ranking
 works on query chunks against the gallery (exact, BLAS), and clustering is k-means++ seeded k-means.
 """
@@ -55,17 +55,19 @@ def _members(g_labels: np.ndarray, q_labels: np.ndarray) -> tuple[np.ndarray, np
 
 def _top_ranked(sims: np.ndarray, kk: int) -> np.ndarray:
     """Indices of the kk most similar items per row, ordered by similarity then gallery index, where a
-    tie at the kk-th place keeps the lowest indices (torch.topk, then an exact pass where it tied)."""
+    tie at the kk-th place keeps the lowest indices (torch.topk of kk + 1: the extra value shows whether
+    the kk-th place is tied; those rare rows are ranked exactly)."""
     import torch
 
-    S = torch.from_numpy(sims)
-    vals, idx = torch.topk(S, kk, dim=1)
-    vals, idx = vals.numpy(), idx.numpy()
-    ranked = np.take_along_axis(idx, np.lexsort((idx, -vals), axis=1), 1)
-    tied = np.flatnonzero((S >= torch.from_numpy(vals[:, -1:])).sum(1).numpy() > kk)
-    for r in tied:
-        cand = np.flatnonzero(sims[r] >= vals[r, -1])
-        ranked[r] = cand[np.lexsort((cand, -sims[r, cand]))[:kk]]
+    n = sims.shape[1]
+    vals, idx = torch.topk(torch.from_numpy(sims), min(kk + 1, n), dim=1, sorted=False)
+    order = np.lexsort((idx.numpy(), -vals.numpy()), axis=1)
+    vals, ranked = np.take_along_axis(vals.numpy(), order, 1), np.take_along_axis(idx.numpy(), order, 1)
+    ranked = ranked[:, :kk]
+    if kk < n:
+        for r in np.flatnonzero(vals[:, kk] == vals[:, kk - 1]):
+            cand = np.flatnonzero(sims[r] >= vals[r, kk - 1])
+            ranked[r] = cand[np.lexsort((cand, -sims[r, cand]))[:kk]]
     return ranked
 
 
@@ -78,11 +80,9 @@ def rank_queries(query: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g
     `n_rel` (relevant items in the gallery), `topk_rel` (bool, k columns), `ap_r` (average precision
     at R = n_rel) and `topk` (gallery indices of the k nearest). Ties are broken by gallery index.
     Per chunk: one BLAS product, one top-k selection (of k or the largest identity, whichever is more:
-    AP@R needs no more) and two counting passes for the first relevant rank; the relevant items come
+    AP@R needs no more) and one counting pass for the first relevant rank; the relevant items come
     from a per-identity index, so no full-width label, index or float temporaries are made.
     """
-    import torch
-
     q_labels, g_labels = np.asarray(q_labels), np.asarray(g_labels)
     n, m = len(query), len(gallery)
     table, row = _members(g_labels, q_labels)
@@ -106,13 +106,11 @@ def rank_queries(query: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g
         rel_sims = np.where(valid, np.take_along_axis(sims, np.maximum(rel_idx, 0), 1), -np.inf)
         best = rel_sims.max(1)
         first_idx = np.where(valid & (rel_sims == best[:, None]), rel_idx, m).min(1)
-        # first relevant rank: 1 + items more similar than the best relevant one + equal ones before it
-        S, b = torch.from_numpy(sims), torch.from_numpy(best.astype(np.float32)[:, None])
-        above = (S > b).sum(1).numpy()
-        ties = (S >= b).sum(1).numpy() - above > 1
-        before = np.array([np.count_nonzero(sims[i, :first_idx[i]] == best[i]) if ties[i] else 0
-                           for i in range(e - s)])
-        first[s:e] = np.where(n_rel[s:e] > 0, above + before + 1, np.inf)
+        # first relevant rank: 1 + items more similar than the best relevant one + equal ones before it,
+        # i.e. >= before its index and > after it: one pass over each row
+        ahead = np.array([np.count_nonzero(row[:f] >= b) + np.count_nonzero(row[f:] > b)
+                          for row, f, b in zip(sims, first_idx, best)], dtype=np.int64)
+        first[s:e] = np.where(n_rel[s:e] > 0, ahead + 1, np.inf)
         if kk == 0:
             continue
         ranked = _top_ranked(sims, kk)
@@ -132,7 +130,7 @@ def rank_queries(query: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g
 def _ndcg_at(topk_rel: np.ndarray, n_rel: np.ndarray, k: int = 10) -> np.ndarray:
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (topk_rel[:, :k] * disc[None, :]).sum(1)
-    ideal = np.array([disc[:min(int(r), k)].sum() for r in n_rel])
+    ideal = np.r_[0.0, np.cumsum(disc)][np.minimum(n_rel, k)]
     return np.where(ideal > 0, dcg / np.maximum(ideal, 1e-12), 0.0)
 
 
