@@ -108,8 +108,8 @@ def rank_queries(query: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g
         first_idx = np.where(valid & (rel_sims == best[:, None]), rel_idx, m).min(1)
         # first relevant rank: 1 + items more similar than the best relevant one + equal ones before it,
         # i.e. >= before its index and > after it: one pass over each row
-        ahead = np.array([np.count_nonzero(row[:f] >= b) + np.count_nonzero(row[f:] > b)
-                          for row, f, b in zip(sims, first_idx, best)], dtype=np.int64)
+        ahead = np.array([np.count_nonzero(q_sims[:f] >= b) + np.count_nonzero(q_sims[f:] > b)
+                          for q_sims, f, b in zip(sims, first_idx, best)], dtype=np.int64)
         first[s:e] = np.where(n_rel[s:e] > 0, ahead + 1, np.inf)
         if kk == 0:
             continue

@@ -196,6 +196,13 @@ class StudyParams:
     def run_names(self) -> list[str]:
         return [f"{m}-{s}" for m, s in self.runs()]
 
+    def pick_run(self, model: str | None = None, species: str | None = None) -> tuple[str, str]:
+        """The first training run matching the given model and/or species (either may be None)."""
+        for m, s in self.runs():
+            if model in (None, m) and species in (None, s):
+                return m, s
+        raise ParamsError(f"no training run of model {model!r} on species {species!r}; runs: {self.run_names()}")
+
     def exports(self, model: str, species: str) -> bool:
         """Whether the study exports this run (`export.runs`, empty: every run)."""
         return not self.export.runs or f"{model}-{species}" in self.export.runs

@@ -52,7 +52,7 @@ class ArcFaceHead(nn.Module):
         index = self.sample(labels) if self.training and self.sample_rate < 1.0 else None
         weight = None if index is None else self.weight[index]
         labels = labels if index is None else torch.searchsorted(index, labels)
-        return self.margin_logits(self.cosine(emb, weight) if weight is not None else self.cosine(emb), labels), labels
+        return self.margin_logits(self.cosine(emb, weight), labels), labels
 
     def margin_logits(self, cos: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=cos.device.type, enabled=False):
