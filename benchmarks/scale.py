@@ -10,6 +10,10 @@ peak memory is its own.
   `KMeans(n_init=1)` at the design's test scale (8,600 images, 2,000 identities): time and NMI of
   both. What bounds it at scale: the init's (2 + ln k)·n·k·d and n·k·d per Lloyd iteration, printed.
 - scan: `data.scan_identities` of 100k 112 px JPEGs, first (decodes all) and second (scan cache).
+- data pipeline: decode + the design's training augmentations per image on one core, today's
+  (PIL decode, set_random_seed, per-image Normalize) vs the GPU loader's worker (OpenCV JPEG decode,
+  in-place reseed, uint8 out; the GPU normalises the batch: the same pixels), and the augmentations
+  alone, which bound any decoder.
 - Partial-FC: one training step of the ArcFace head alone (batch 96, 128-d, fp32, CPU) at 20k and
   257k identities, full head and sample rate 0.1: time and peak memory.
 """
@@ -73,6 +77,38 @@ elif case == "scan":
         out["first_s"] = time.perf_counter() - t
         t = time.perf_counter(); data.scan_identities(root, progress=False, cache=cache)
         out["seconds"] = time.perf_counter() - t
+elif case == "pipeline":
+    import statistics, tempfile
+    from pathlib import Path
+    import cv2, torch
+    from petlib import data, synth
+    torch.set_num_threads(1); cv2.setNumThreads(0)
+    with tempfile.TemporaryDirectory() as d:
+        synth.generate(Path(d), "cat", 40, n, seed=0, progress=False)
+        paths = sorted(Path(d).rglob("*.jpg"))[:128]
+        before, aug = data.train_transforms(n), data.train_transforms(n, normalize=False)
+        ds = data.FaceDataset(paths, np.zeros(len(paths)), aug, seed=0)
+
+        def today():
+            for i, p in enumerate(paths):
+                before.set_random_seed(i); before(image=data.load_image(p))
+
+        def now():
+            [ds[i] for i in range(len(paths))]
+
+        imgs = [data.decode_verified(p) for p in paths]
+
+        def ops():
+            for i, im in enumerate(imgs):
+                data.reseed(aug, i); aug(image=im)
+
+        times = {k: [] for k in ("today", "now", "ops")}
+        for _ in range(5):
+            for k, f in (("today", today), ("now", now), ("ops", ops)):
+                t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
+        for k, v in times.items():
+            out[k + "_img_s"] = len(paths) / statistics.median(v)
+        out["seconds"] = statistics.median(times["now"]) / len(paths)
 elif case.startswith("pfc"):
     import torch
     from petlib.losses import ArcFaceHead, arcface_loss
@@ -94,42 +130,78 @@ print(json.dumps(out))
 """
 
 
-def child(*args) -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True)
+def child(*args, timeout: float | None = None) -> dict:
+    """One case in a fresh process (its own peak memory); a case over `timeout` seconds is reported as such."""
+    try:
+        r = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"not finished in {timeout:.0f} s"}
     if r.returncode:
-        return {"error": r.stderr.strip().splitlines()[-1][:200]}
+        return {"error": (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1][:200]}
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def row(name, size, ours, ref, note) -> None:
+    """One table row, printed as soon as it is measured."""
+    f = lambda d, k: f"{d[k]:.2f}" if k in d else d.get("error", "")
+    print(f"| {name} | {size} | {f(ours, 'seconds')} | {f(ours, 'peak_gb')} | {f(ref, 'seconds')} | "
+          f"{f(ref, 'peak_gb')} | {note} |", flush=True)
+
+
+def retrieval(quick: bool) -> None:
+    for n in ([10_000] if quick else [50_000, 100_000]):
+        ours, ref = child("retrieval", n), child("faiss", n)
+        row("retrieval + open set facts, leave-one-out", f"{n:,} images", ours, ref,
+            f"ours / faiss IndexFlatIP top-11 = {ours.get('seconds', math.nan) / ref.get('seconds', math.nan):.2f}x")
+
+
+def scan(quick: bool) -> None:
+    n = 10_000 if quick else 100_000
+    r = child("scan", n)
+    row("scan (decode-verify every image), 112 px JPEGs", f"{n:,} images", r,
+        {"seconds": r.get("first_s", math.nan), "peak_gb": math.nan}, "second scan (cache) vs first scan")
+
+
+def clustering(quick: bool) -> None:
+    for n, k in [(8600, 2000), (10_000, 2500)] + ([] if quick else [(100_000, 25_000)]):
+        ours = child("clustering", n, k, timeout=900)
+        ref = child("sklearn", n, k) if n <= 10_000 else {"error": "not run"}
+        init = (2 + math.log(k)) * n * k * 128
+        row("clustering (k-means++ + faiss Lloyd)", f"{n:,} images, k={k:,}", ours, ref,
+            f"NMI {ours.get('nmi', math.nan):.4f} vs scikit-learn {ref.get('nmi', math.nan):.4f}; "
+            f"init {init:.1e} flop, Lloyd {n * k * 128:.1e} flop/iteration")
+
+
+def partial_fc(quick: bool) -> None:
+    for ids in ([20_000] if quick else [20_000, 257_000]):
+        full, part = child("pfc1.0", ids), child("pfc0.1", ids)
+        row("ArcFace head step, batch 96", f"{ids:,} identities", part, full, "Partial-FC 0.1 vs full head")
+
+
+def pipeline(quick: bool) -> None:
+    for px in (112, 224):
+        r = child("pipeline", px)
+        ok = "error" not in r
+        row(f"training data pipeline, one core, {px} px JPEG sources", "128 images",
+            {"seconds": r["seconds"]} if ok else r, {"seconds": 1 / r["today_img_s"]} if ok else r,
+            f"img/s: {r.get('now_img_s', math.nan):.0f} vs today's {r.get('today_img_s', math.nan):.0f} "
+            f"= {r.get('now_img_s', math.nan) / r.get('today_img_s', math.nan):.2f}x; the augmentations "
+            f"alone (no decode) {r.get('ops_img_s', math.nan):.0f}")
+
+
+CASES = {"retrieval": retrieval, "scan": scan, "clustering": clustering, "partial_fc": partial_fc, "pipeline": pipeline}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="10k images instead of 50k and 100k; no 257k head")
+    ap.add_argument("--only", nargs="+", choices=list(CASES), help="run these cases only")
     a = ap.parse_args()
-    rows = []
-    for n in ([10_000] if a.quick else [50_000, 100_000]):
-        ours, ref = child("retrieval", n), child("faiss", n)
-        rows.append(("retrieval + open set facts, leave-one-out", f"{n:,} images", ours, ref,
-                     f"ours / faiss IndexFlatIP top-11 = {ours.get('seconds', math.nan) / ref.get('seconds', math.nan):.2f}x"))
-    n = 10_000 if a.quick else 100_000
-    scan = child("scan", n)
-    rows.append(("scan (decode-verify every image), 112 px JPEGs", f"{n:,} images",
-                 scan, {"seconds": scan.get("first_s", math.nan), "peak_gb": math.nan},
-                 "second scan (cache) vs first scan"))
-    n, k = 8600, 2000
-    ours, ref = child("clustering", n, k), child("sklearn", n, k)
-    init = (2 + math.log(k)) * n * k * 128
-    rows.append(("clustering (k-means++ + faiss Lloyd)", f"{n:,} images, k={k:,}", ours, ref,
-                 f"NMI {ours.get('nmi', math.nan):.4f} vs scikit-learn {ref.get('nmi', math.nan):.4f}; "
-                 f"init {init:.1e} flop, Lloyd {n * k * 128:.1e} flop/iteration"))
-    for ids in ([20_000] if a.quick else [20_000, 257_000]):
-        full, part = child("pfc1.0", ids), child("pfc0.1", ids)
-        rows.append(("ArcFace head step, batch 96", f"{ids:,} identities", part, full, "Partial-FC 0.1 vs full head"))
     print("| case | size | seconds | peak GB | baseline seconds | baseline peak GB | note |")
-    print("|---|---|---|---|---|---|---|")
-    for name, size, ours, ref, note in rows:
-        f = lambda d, k: f"{d[k]:.2f}" if k in d else d.get("error", "")
-        print(f"| {name} | {size} | {f(ours, 'seconds')} | {f(ours, 'peak_gb')} | {f(ref, 'seconds')} | "
-              f"{f(ref, 'peak_gb')} | {note} |")
+    print("|---|---|---|---|---|---|---|", flush=True)
+    for name in a.only or CASES:
+        CASES[name](a.quick)
 
 
 if __name__ == "__main__":

@@ -53,36 +53,82 @@ def _members(g_labels: np.ndarray, q_labels: np.ndarray) -> tuple[np.ndarray, np
     return table, np.where(found, row, len(uniq))
 
 
-def _top_ranked(sims: np.ndarray, kk: int) -> np.ndarray:
-    """Indices of the kk most similar items per row, ordered by similarity then gallery index, where a
-    tie at the kk-th place keeps the lowest indices (torch.topk of kk + 1: the extra value shows whether
-    the kk-th place is tied; those rare rows are ranked exactly)."""
-    import torch
-
-    n = sims.shape[1]
-    vals, idx = torch.topk(torch.from_numpy(sims), min(kk + 1, n), dim=1, sorted=False)
-    order = np.lexsort((idx.numpy(), -vals.numpy()), axis=1)
-    vals, ranked = np.take_along_axis(vals.numpy(), order, 1), np.take_along_axis(idx.numpy(), order, 1)
-    ranked = ranked[:, :kk]
+def _top_ranked(vals: np.ndarray, idx: np.ndarray, kk: int, n: int, row) -> np.ndarray:
+    """The kk most similar gallery items per query, ordered by similarity then gallery index, from an
+    unsorted top-(kk + 1) selection (`vals`, `idx`): the extra value shows whether the kk-th place is tied,
+    and those rare rows are ranked exactly from their full similarity row (`row(r)`)."""
+    order = np.lexsort((idx, -vals), axis=1)
+    vals, ranked = np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1)[:, :kk]
     if kk < n:
         for r in np.flatnonzero(vals[:, kk] == vals[:, kk - 1]):
-            cand = np.flatnonzero(sims[r] >= vals[r, kk - 1])
-            ranked[r] = cand[np.lexsort((cand, -sims[r, cand]))[:kk]]
+            sims = row(r)
+            cand = np.flatnonzero(sims >= vals[r, kk - 1])
+            ranked[r] = cand[np.lexsort((cand, -sims[cand]))[:kk]]
     return ranked
 
 
+def _chunk_numpy(q: np.ndarray, gal: np.ndarray, rel_idx: np.ndarray, valid: np.ndarray, excl: np.ndarray | None,
+                 kk: int) -> tuple:
+    """One chunk on the CPU: one BLAS product, one counting pass, one top-k (see `rank_queries`)."""
+    import torch
+
+    sims = q @ gal.T
+    if excl is not None:
+        rows = np.flatnonzero(excl >= 0)
+        sims[rows, excl[rows]] = -np.inf
+    rel_sims = np.where(valid, np.take_along_axis(sims, np.maximum(rel_idx, 0), 1), -np.inf)
+    best = rel_sims.max(1)
+    first_idx = np.where(valid & (rel_sims == best[:, None]), rel_idx, len(gal)).min(1)
+    # 1 + items more similar than the best relevant one + equal ones before it: >= before its index and
+    # > after it, one pass over each row
+    ahead = np.array([np.count_nonzero(s[:f] >= b) + np.count_nonzero(s[f:] > b)
+                      for s, f, b in zip(sims, first_idx, best)], dtype=np.int64)
+    vals, idx = torch.topk(torch.from_numpy(sims), min(kk + 1, len(gal)), dim=1, sorted=False) if kk else (None, None)
+    return ahead, (vals.numpy(), idx.numpy()) if kk else None, lambda r: sims[r]
+
+
+def _chunk_torch(q: np.ndarray, gal, rel_idx: np.ndarray, valid: np.ndarray, excl: np.ndarray | None, kk: int) -> tuple:
+    """The same chunk with torch on `gal`'s device (a GPU): full-width work stays there, O(k) comes back."""
+    import torch
+
+    dev = gal.device
+    sims = torch.from_numpy(q).to(dev) @ gal.T
+    if excl is not None:
+        rows = torch.from_numpy(np.flatnonzero(excl >= 0)).to(dev)
+        sims[rows, torch.from_numpy(excl).to(dev)[rows]] = -torch.inf
+    rel = torch.from_numpy(np.maximum(rel_idx, 0)).to(dev)
+    ok = torch.from_numpy(valid).to(dev)
+    rel_sims = torch.where(ok, torch.gather(sims, 1, rel), -torch.inf)
+    best = rel_sims.max(1).values
+    first_idx = torch.where(ok & (rel_sims == best[:, None]), rel, len(gal)).min(1).values
+    col = torch.arange(sims.shape[1], device=dev)[None, :]
+    before = col < first_idx[:, None]
+    ahead = ((sims >= best[:, None]) & before).sum(1) + ((sims > best[:, None]) & ~before).sum(1)
+    top = None
+    if kk:
+        vals, idx = torch.topk(sims, min(kk + 1, len(gal)), dim=1, sorted=False)
+        top = (vals.cpu().numpy(), idx.cpu().numpy())
+    return ahead.cpu().numpy(), top, lambda r: sims[r].cpu().numpy()
+
+
 def rank_queries(query: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g_labels: np.ndarray,
-                 exclude: np.ndarray | None = None, k: int = 10, chunk: int = 512) -> dict:
+                 exclude: np.ndarray | None = None, k: int = 10, chunk: int = 512, device=None) -> dict:
     """Per-query ranking facts, computed chunk by chunk.
 
     `exclude[i]` is a gallery index query i must not see (itself, in leave-one-out), or -1.
     Returns per query: `first_rank` (1-based rank of the first relevant item, inf if none),
     `n_rel` (relevant items in the gallery), `topk_rel` (bool, k columns), `ap_r` (average precision
     at R = n_rel) and `topk` (gallery indices of the k nearest). Ties are broken by gallery index.
-    Per chunk: one BLAS product, one top-k selection (of k or the largest identity, whichever is more:
-    AP@R needs no more) and one counting pass for the first relevant rank; the relevant items come
-    from a per-identity index, so no full-width label, index or float temporaries are made.
+    Per chunk: one similarity product, one top-k selection (of k or the largest identity, whichever is
+    more: AP@R needs no more) and one counting pass for the first relevant rank; the relevant items come
+    from a per-identity index, so no full-width label, index or float temporaries are made on the CPU.
+    `device`: None ranks on the GPU when there is one (torch), else with numpy; a torch device forces
+    the torch path (the tests run it on the CPU against the numpy one).
     """
+    import torch
+
+    if device is None and torch.cuda.is_available():
+        device = "cuda"
     q_labels, g_labels = np.asarray(q_labels), np.asarray(g_labels)
     n, m = len(query), len(gallery)
     table, row = _members(g_labels, q_labels)
@@ -93,30 +139,25 @@ def rank_queries(query: np.ndarray, q_labels: np.ndarray, gallery: np.ndarray, g
     topk = np.full((n, k), -1, np.int64)
     ap_r = np.zeros(n)
     gal = np.ascontiguousarray(gallery, dtype=np.float32)
+    if device is not None:
+        gal = torch.from_numpy(gal).to(device)
+    run = _chunk_numpy if device is None else _chunk_torch
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        sims = np.asarray(query[s:e], dtype=np.float32) @ gal.T
         rel_idx = table[row[s:e]]
         valid = rel_idx >= 0
-        if exclude is not None:
-            rows = np.flatnonzero(exclude[s:e] >= 0)
-            sims[rows, exclude[s:e][rows]] = -np.inf
-            valid &= rel_idx != exclude[s:e, None]
+        excl = None if exclude is None else np.asarray(exclude[s:e])
+        if excl is not None:
+            valid &= rel_idx != excl[:, None]
         n_rel[s:e] = valid.sum(1)
-        rel_sims = np.where(valid, np.take_along_axis(sims, np.maximum(rel_idx, 0), 1), -np.inf)
-        best = rel_sims.max(1)
-        first_idx = np.where(valid & (rel_sims == best[:, None]), rel_idx, m).min(1)
-        # first relevant rank: 1 + items more similar than the best relevant one + equal ones before it,
-        # i.e. >= before its index and > after it: one pass over each row
-        ahead = np.array([np.count_nonzero(q_sims[:f] >= b) + np.count_nonzero(q_sims[f:] > b)
-                          for q_sims, f, b in zip(sims, first_idx, best)], dtype=np.int64)
+        ahead, top, sims_row = run(np.ascontiguousarray(query[s:e], dtype=np.float32), gal, rel_idx, valid, excl, kk)
         first[s:e] = np.where(n_rel[s:e] > 0, ahead + 1, np.inf)
         if kk == 0:
             continue
-        ranked = _top_ranked(sims, kk)
+        ranked = _top_ranked(*top, kk, m, sims_row)
         rrel = g_labels[ranked] == q_labels[s:e, None]
-        if exclude is not None:
-            rrel &= ranked != exclude[s:e, None]
+        if excl is not None:
+            rrel &= ranked != excl[:, None]
         kc = min(k, kk)
         topk[s:e, :kc] = ranked[:, :kc]
         topk_rel[s:e, :kc] = rrel[:, :kc]
@@ -458,3 +499,37 @@ def bootstrap_ci(per_query: dict, pair_scores: np.ndarray, pairs: np.ndarray, la
         v = np.array([x for x in v if not math.isnan(x)])
         out[k] = [float(np.percentile(v, lo)), float(np.percentile(v, hi))] if len(v) else [math.nan, math.nan]
     return out
+
+
+# --------------------------------------------------------------------------- data sets' own protocols
+def petface_auc(scores: np.ndarray, is_same: np.ndarray) -> float:
+    """ROC-AUC exactly as PetFace's `compute_auc.py`: negative similarities are set to 0 first (which
+    ties every negative-scored pair at 0), then scikit-learn's `roc_auc_score`."""
+    from sklearn.metrics import roc_auc_score
+
+    s = np.asarray(scores, dtype=np.float64)
+    return float(roc_auc_score(np.asarray(is_same).astype(int), (s > 0) * s))
+
+
+def class_max_scores(query: np.ndarray, gallery: np.ndarray, g_labels: np.ndarray, n_classes: int,
+                     chunk: int = 1024) -> np.ndarray:
+    """(n_query, n_classes): each query's highest similarity to any gallery item of each class (-inf where
+    a class has none): nearest-neighbour identification scores, in chunks."""
+    order = np.argsort(g_labels, kind="stable")
+    labs = np.asarray(g_labels)[order]
+    starts = np.flatnonzero(np.r_[True, labs[1:] != labs[:-1]])
+    gal = np.ascontiguousarray(gallery[order], dtype=np.float32)
+    out = np.full((len(query), n_classes), -np.inf, np.float32)
+    for s in range(0, len(query), chunk):
+        sims = np.asarray(query[s:s + chunk], dtype=np.float32) @ gal.T
+        out[s:s + chunk, labs[starts]] = np.maximum.reduceat(sims, starts, axis=1)
+    return out
+
+
+def topk_identification(class_scores: np.ndarray, truth: np.ndarray, ks=(1, 5)) -> dict:
+    """Closed-set top-k accuracy: the true class is among the k highest-scoring classes (ties to the
+    lower class index, as a stable sort puts them)."""
+    kmax = min(max(ks), class_scores.shape[1])
+    top = np.argsort(-class_scores, axis=1, kind="stable")[:, :kmax]
+    hit = top == np.asarray(truth)[:, None]
+    return {f"top{k}": float(hit[:, :k].any(1).mean()) if len(truth) else math.nan for k in ks}

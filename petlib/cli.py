@@ -122,9 +122,17 @@ def _compare(a) -> int:
 
     from . import compare
 
-    if len(a.runs) == 2 and all(Path(r).is_file() for r in a.runs):
+    from .data import IMAGE_EXTENSIONS
+
+    photos = a.embedder or all(Path(r).suffix.lower() in IMAGE_EXTENSIONS for r in a.runs)
+    if photos:
         from .inference import PetRecognitionPipeline
 
+        if len(a.runs) != 2:
+            raise ValueError(f"comparing photos takes exactly two, got {len(a.runs)}")
+        for r in a.runs:
+            if not Path(r).is_file():
+                raise FileNotFoundError(f"{r}: photo not found")
         if not a.embedder:
             raise ValueError("comparing two photos needs --embedder (pet_embedder.onnx or a run's pet_embedder.pt)")
         pipe = PetRecognitionPipeline("none", a.embedder)
@@ -259,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except RuntimeError as e:
+        if (code := getattr(e, "exit_code", None)) is None:
+            print(f"petface {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        print(f"petface {args.command}: {e}", file=sys.stderr)
+        return code
     except (ParamsError, DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, OSError) as e:
         print(f"petface {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -217,3 +217,44 @@ def headline(metrics: dict[str, dict]) -> dict:
     """The study index's figures: per test set with two or more models, who is called best on Recall@1."""
     return {f"best R@1 ({label})": compare(block).set_index("metric").loc["Recall@1", "best"] or "tie"
             for label, block in test_sets(metrics).items() if len(block) > 1}
+
+
+def published_figures(benchmark: str) -> list[dict]:
+    """The published figures of one benchmark (petlib/published.yaml: values with their sources)."""
+    from importlib.resources import files
+
+    import yaml
+
+    return yaml.safe_load(files("petlib").joinpath("published.yaml").read_text()).get(benchmark, []) if benchmark else []
+
+
+def published_table(benchmark: str, metrics: dict[str, dict]) -> pd.DataFrame:
+    """Published figures for the study's data set, with each of our models' value measured the same way
+    beside them (on the same species). Published values were not re-run here."""
+    rows = []
+    for r in published_figures(benchmark):
+        ours = {n: m for n, m in metrics.items() if m["species"] == r["species"]}
+        if not ours:
+            continue
+        row = {"species": r["species"], "metric": r["metric"], "published model": r["model"],
+               "published": r["value"] if r["checked"] else None, "source": r["source"], "note": r.get("note", "")}
+        row.update({f"ours: {n}": _get(m, tuple(r["ours"].split("."))) for n, m in ours.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def published_markdown(benchmark: str, metrics: dict[str, dict]) -> str:
+    if not benchmark:
+        return ("No published figures: `data.benchmark` is empty (synthetic or own data). Set it to `design`, "
+                "`dogfacenet` or `petface` when the data is that data set.")
+    df = published_table(benchmark, metrics)
+    if df.empty:
+        return f"No published `{benchmark}` figures for the species of this study."
+    fmt = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:.3f}" if isinstance(v, float) else str(v))
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join("not checked" if c == "published" and r[c] is None else fmt(r[c]) for c in cols) + " |"
+              for _, r in df.iterrows()]
+    return (f"**Published figures ({benchmark}): published, not re-run here.** Each comes from the source in "
+            f"its row; ours beside it is measured the same way, on our test split of the same data set.\n\n"
+            + "\n".join(lines))

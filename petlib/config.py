@@ -5,7 +5,7 @@ anything runs: an unknown or mistyped key, or a value of the wrong type, is a `P
 the key and the file.
 
 Relative paths in a params file (`output_dir`, `reports_dir`, `data.synth_dir`, `data.roots`,
-`data.manifest`, `models[].pretrained`, the folders of `eval.compare`) are relative to the params
+`data.tables`, `data.identity_lists`, `data.manifest`, `models[].pretrained`, the folders of `eval.compare`) are relative to the params
 file's project: the nearest folder at or above the file that holds a `pyproject.toml` (for this
 repository's `params/*.yaml`, the repository root), or the file's own folder when there is none.
 `load_params` makes them absolute, so they mean the same from the CLI, the study runner, plain
@@ -44,10 +44,26 @@ class SynthParams:
     lookalike_family: int = 4
 
 
+PETFACE_FAMILIES = ("cat", "chimp", "chinchilla", "degus", "dog", "ferret", "guineapig", "hamster", "hedgehog",
+                    "parakeet", "javasparrow", "pig", "rabbit")
+SOURCES = ("synth", "folders", "petface", "table")
+BENCHMARKS = ("", "design", "dogfacenet", "petface")  # keys of petlib/published.yaml
+
+
 @dataclass
 class DataParams:
+    """Where the images come from (`source`, see petlib.data.sources) and how they are split.
+
+    `roots`: per species, the identity-folder tree (folders), the PetFace root holding images/ and
+    split/ (petface), or the folder a table's paths are relative to (table; default: the table's folder).
+    `tables`: per species, a CSV or Parquet table (table). `identity_lists`: `{train: FILE, test: FILE}`
+    pins which identities go where (one species). `benchmark`: the published data set these images are,
+    for its protocol and published figures (petface is implied by the petface source)."""
     source: str = "synth"
     roots: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+    identity_lists: dict[str, str] = field(default_factory=dict)
+    benchmark: str = ""
     species: list[str] = field(default_factory=lambda: ["cat", "dog"])
     synth_dir: str = "outputs/data"
     synth: SynthParams = field(default_factory=SynthParams)
@@ -59,16 +75,22 @@ class DataParams:
     max_pixels: int = 64_000_000
 
     def validate(self, where: str) -> None:
-        if self.source not in ("synth", "folders"):
-            raise ParamsError(f"{where}: data.source must be 'synth' or 'folders', got {self.source!r}")
-        if self.source == "folders":
-            missing = [s for s in self.species if s not in self.roots]
-            if missing:
-                raise ParamsError(f"{where}: data.roots has no folder for species {missing} "
-                                  f"(data.source is 'folders')")
-        unknown = [s for s in self.species if s not in ("cat", "dog")] if self.source == "synth" else []
-        if unknown:
-            raise ParamsError(f"{where}: data.species {unknown} cannot be generated; synth knows 'cat' and 'dog'")
+        if self.source not in SOURCES:
+            raise ParamsError(f"{where}: data.source must be one of {list(SOURCES)}, got {self.source!r}")
+        self._validate_source(where)
+        if self.benchmark not in BENCHMARKS:
+            raise ParamsError(f"{where}: data.benchmark must be one of {list(BENCHMARKS)}, got {self.benchmark!r}")
+        if self.source == "petface":
+            if self.benchmark not in ("", "petface"):
+                raise ParamsError(f"{where}: data.benchmark is 'petface' with the petface source, got {self.benchmark!r}")
+            self.benchmark = "petface"
+        if self.identity_lists:
+            if sorted(self.identity_lists) != ["test", "train"]:
+                raise ParamsError(f"{where}: data.identity_lists needs exactly the keys train and test, "
+                                  f"got {sorted(self.identity_lists)}")
+            if len(self.species) != 1 or self.source == "petface":
+                raise ParamsError(f"{where}: data.identity_lists applies to one species of a folders, synth or "
+                                  f"table source (one params file per data set)")
         if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
             raise ParamsError(f"{where}: data.split_ratios must be three non-negative numbers summing to 1, "
                               f"got {self.split_ratios}")
@@ -76,6 +98,21 @@ class DataParams:
             raise ParamsError(f"{where}: data.image_size must be at least 32, got {self.image_size}")
         if self.min_images < 2:
             raise ParamsError(f"{where}: data.min_images must be at least 2 (pairs need two images)")
+
+    def _validate_source(self, where: str) -> None:
+        if self.source in ("folders", "petface"):
+            missing = [s for s in self.species if s not in self.roots]
+            if missing:
+                raise ParamsError(f"{where}: data.roots has no folder for species {missing} "
+                                  f"(data.source is {self.source!r})")
+        if self.source == "table":
+            missing = [s for s in self.species if s not in self.tables]
+            if missing:
+                raise ParamsError(f"{where}: data.tables has no table for species {missing} (data.source is 'table')")
+        known = {"synth": ("cat", "dog"), "petface": PETFACE_FAMILIES}.get(self.source)
+        unknown = [s for s in self.species if known and s not in known]
+        if unknown:
+            raise ParamsError(f"{where}: data.species {unknown} are not {self.source} species; known: {list(known)}")
 
 
 @dataclass
@@ -102,6 +139,7 @@ class TrainParams:
     repeats: int = 1
     repeat_runs: list[str] = field(default_factory=list)
     partial_fc: float = 1.0  # ArcFace classes scored per step (Partial-FC sample rate); 1.0: all
+    checkpoint_minutes: float = 10.0  # also write last_checkpoint.pt inside an epoch this often; 0: every step
 
     def validate(self, where: str) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -109,6 +147,8 @@ class TrainParams:
         for name in ("batch_size", "val_every", "embedding_dim", "repeats"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{where}: train.{name} must be positive")
+        if self.checkpoint_minutes < 0:
+            raise ParamsError(f"{where}: train.checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
         if not 0.0 < self.partial_fc <= 1.0:
             raise ParamsError(f"{where}: train.partial_fc must be in (0, 1], got {self.partial_fc}")
 
@@ -212,8 +252,14 @@ class StudyParams:
         return Path(self.output_dir) / self.name / Path(*parts)
 
     def data_root(self, species: str) -> Path:
+        """The folder the split manifest's paths are relative to (for a table: the study's own folder of
+        links and crops)."""
         if self.data.source == "folders":
             return Path(self.data.roots[species])
+        if self.data.source == "petface":
+            return Path(self.data.roots[species]) / "images"
+        if self.data.source == "table":
+            return self.out("table", species)
         return Path(self.data.synth_dir) / _synth_tag(self.data.synth) / species
 
     def split_manifest(self, species: str) -> Path:
@@ -398,6 +444,8 @@ def resolve_paths(p: "StudyParams", base: str | Path) -> "StudyParams":
     d = p.data
     d.synth_dir = _absolute(d.synth_dir, base)
     d.roots = {k: _absolute(v, base) for k, v in d.roots.items()}
+    d.tables = {k: _absolute(v, base) for k, v in d.tables.items()}
+    d.identity_lists = {k: _absolute(v, base) for k, v in d.identity_lists.items()}
     d.manifest = {k: _absolute(v, base) for k, v in d.manifest.items()}
     for m in p.models:
         if m.pretrained and m.pretrained != "hub":

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bench, data, plots, reproducible
+from . import bench, data, plots, protocols, reproducible
 from .config import StudyParams
 from .embed import DEGRADATIONS, cached_embeddings, embed_images
 from .io import atomic_write_json, file_sha256
@@ -69,6 +69,18 @@ REPEAT_KEYS = [("retrieval", "recall@1"), ("retrieval", "recall@5"), ("retrieval
                ("ranking", "roc_auc"), ("ranking", "eer"), ("ranking", "tar@far=1e-3"), ("verification", "accuracy"),
                ("open_set", "rank1_identification"), ("open_set", "dir@far=1e-2"), ("clustering", "nmi"),
                ("clustering", "purity")]
+
+
+def _protocol(params: StudyParams, species: str, run: RunDir, embedder, splits, emb, labels, pairs, size: int,
+              kw: dict) -> dict | None:
+    """The data set's own protocol (written by 01_data), at the run's validation threshold; None without one."""
+    proto = data.load_protocol(params, species)
+    if proto is None:
+        return None
+    threshold = run.summary()["val_threshold"]
+    if proto["name"] == "petface":
+        return protocols.petface(embedder, run.class_centres(), splits, proto, threshold, size, kw)
+    return protocols.dogfacenet(emb, labels, pairs, threshold, params.seed)
 
 
 def headline_metrics(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, params: StudyParams) -> dict:
@@ -157,6 +169,9 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
         cmc = bench.cmc(pq["first_rank"], 20)
         _draw(out, test, emb, pq, scores, pairs, fpr, tpr, rank, cmc, rob, f"{model} / {species}", seed)
 
+    with stages("protocol"):
+        proto = _protocol(params, species, run, embedder, splits, emb, labels, pairs, size, kw)
+
     first = {"retrieval": ret, "ranking": rank, "verification": ver, "open_set": opn, "clustering": clu}
     with stages("repeats"):
         repeats = _repeats(params, model, species, test, pairs, first, out, device, progress)
@@ -167,7 +182,7 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
                "n_images": int(len(labels)), "n_identities": int(len(np.unique(labels))), "retrieval": ret,
                "clustering": clu, "ranking": rank, "verification": ver, "triplets": tri, "overfitting": ovf,
                "robustness": rob, "open_set": opn, "ci95": ci, "cmc": cmc.tolist(), "curves": {"roc": _thin(fpr, tpr)},
-               "efficiency": _efficiency(embedder, run, size), "timings_s": stages.seconds}
+               "efficiency": _efficiency(embedder, run, size), "protocol": proto, "timings_s": stages.seconds}
     atomic_write_json(out / "metrics.json", clean_nan(metrics))
     return metrics
 
@@ -204,3 +219,17 @@ def headline(metrics: dict) -> dict:
     if st["n"] > 1:
         out[f"R@1 over {st['n']} seeds"] = f"{st['mean']:.4f} ± {st['std']:.4f} sd"
     return out
+
+
+def protocol_rows(metrics: dict) -> list[dict]:
+    """The `protocol` block as (part, metric, value) rows; empty when the data set has no protocol."""
+    proto = metrics.get("protocol") or {}
+
+    def flat(d: dict, part: str):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{part} / {k}" if part else k)
+            elif k not in ("name", "family"):
+                yield {"part": part, "metric": k, "value": v}
+
+    return list(flat(proto, ""))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,3 +88,30 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class UnsafeFileError(ValueError):
+    """A file the project reads back is not what it writes: refused (never unpickled), in one line."""
+
+
+def load_torch(path: str | Path, map_location="cpu") -> Any:
+    """`torch.load` with `weights_only=True` for every .pt the project reads back (checkpoints, best
+    model, embedder, pretrained weights): tensors, numbers, strings and containers load; anything that
+    would need the unpickler that can run code is refused, as is a truncated or foreign file, with one
+    line naming the file."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        raise UnsafeFileError(f"{path}: refused: it holds Python objects ({found.group(1) if found else 'not plain weights'}) "
+                              "that only the code-running unpickler could load; the project writes plain weights") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0].split(". ")[0]
+        raise UnsafeFileError(f"{path}: not a readable weights file (truncated, or not written by torch.save): {first}") from None

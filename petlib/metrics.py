@@ -22,6 +22,13 @@ metrics.json schema (`petface-metrics/1`); every rate is a fraction in [0, 1]:
   cmc:          identification rate at ranks 1..20
   curves:       roc {fpr, tpr} thinned to <= 400 points, for overlays in 04_compare
   efficiency:   params, pt_bytes, onnx_bytes, cpu_latency_ms (batch 1, torch, this machine)
+  protocol:     null, or the data set's own protocol (petlib.protocols), at the run's validation threshold:
+                petface: {name, family, verification {n_pairs, pairs_dropped, roc_auc_petface (negative
+                  scores set to 0 first, as PetFace's compute_auc.py), roc_auc, eer, tar@far=..,
+                  val_threshold, accuracy_at_val_threshold}, reidentification {n_queries, n_classes,
+                  arcface_centres {top1, top5}, nearest_training_image {top1, top5}}}
+                dogfacenet: {name, verification {as above, on the test identities' pairs},
+                  one_shot {n_gallery, n_probes, rank1, rank5}}
   timings_s:    seconds per stage
 """
 from __future__ import annotations

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .io import load_torch
 from .losses import ArcFaceHead
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
@@ -141,7 +142,7 @@ def load_backbone_weights(net: nn.Module, path: str | Path) -> None:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch(path)
             for key in ("state_dict", "model", "model_state"):
                 if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                     state = state[key]

@@ -9,6 +9,8 @@ import json
 from functools import cached_property
 from pathlib import Path
 
+from .io import load_torch
+
 ARTEFACTS = ["config.json", "best_model.pt", "last_checkpoint.pt", "history.json", "pet_embedder.pt",
              "pet_embedder.onnx"]
 # Keys of the deployment metadata whose values are text; every other value is JSON (numbers, lists, null).
@@ -107,13 +109,19 @@ class RunDir:
 
     def load_embedder(self, device="cpu"):
         """The deployable embedder, rebuilt from config.json and pet_embedder.pt (weights only)."""
-        import torch
-
         from .models import embedder_from_config
 
         weights = self._require("pet_embedder.pt", "has this run finished training?")
-        emb = embedder_from_config(self._config["embedder"], torch.load(weights, map_location="cpu", weights_only=True))
+        emb = embedder_from_config(self._config["embedder"], load_torch(weights))
         return emb.to(device).eval()
+
+    def class_centres(self):
+        """The trained ArcFace class centres (num_classes, D), L2-normalised: PetFace's re-identification
+        scores a photo by cosine with them. Row i is identity i of the run's training split."""
+        import torch
+
+        state = load_torch(self._require("best_model.pt", "has this run validated an epoch?"))["model"]
+        return torch.nn.functional.normalize(state["arcface.weight"].float(), dim=1).numpy()
 
     def deploy_metadata(self) -> dict:
         """What an app needs to use the embedder, written into every exported format: preprocessing

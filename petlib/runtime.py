@@ -72,11 +72,15 @@ def seed_everything(seed: int) -> None:
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader workers: numpy and `random` follow torch's per-worker seed; one thread each."""
+    """DataLoader workers: numpy and `random` follow torch's per-worker seed; one thread each, OpenCV's
+    included (its pool would compete with the other workers for the same cores)."""
+    import cv2
+
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
     torch.set_num_threads(1)
+    cv2.setNumThreads(0)
 
 
 def rng_state() -> dict:

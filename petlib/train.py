@@ -4,16 +4,20 @@
 sets up data, model, optimiser and schedule; `start_or_resume` writes the run's config or restores a
 checkpoint; `train_one_epoch` and `validate` do the work; `save_epoch` writes the checkpoints. AdamW
 with a backbone LR multiplier, per-iteration linear warm-up then cosine, ArcFace margin warm-up,
-gradient clipping, validation on val-split pairs, atomic checkpoints, exact resume, AMP and
+gradient clipping, validation on val-split pairs, atomic checkpoints (at each epoch's end, every
+`train.checkpoint_minutes` inside one, and on SIGTERM/SIGINT), exact resume from any of them, AMP and
 channels_last on CUDA, DistributedDataParallel under torchrun (rank 0 writes and validates).
 Training writes a run folder (`petlib.run`); it never imports the export package.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,7 @@ from torch.utils.data import DataLoader, Sampler
 from . import bench, data, reproducible, runtime
 from .config import StudyParams, params_to_dict
 from .embed import embed_images
-from .io import atomic_path, atomic_write_json
+from .io import atomic_path, atomic_write_json, load_torch
 from .losses import arcface_loss
 from .models import PetFaceModel, create_embedder, embedder_from_config
 from .run import RunDir
@@ -32,6 +36,18 @@ from .run import RunDir
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/Inf; the last good checkpoint is left as it was."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT: a checkpoint was written at the step boundary; the message says how to resume."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class ResumeMismatch(RuntimeError):
+    """The checkpoint was written with other settings or data; resuming would mix two runs."""
 
 
 # --------------------------------------------------------------------------- schedules
@@ -58,6 +74,7 @@ class EpochSampler(Sampler[int]):
     def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
         self.n, self.seed, self.rank, self.world = n, seed, rank, world
         self.epoch = 0
+        self.skip = 0  # samples of this epoch already trained on (a mid-epoch resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -65,7 +82,7 @@ class EpochSampler(Sampler[int]):
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         per_rank = self.n // self.world
-        return iter(order[self.rank * per_rank:(self.rank + 1) * per_rank].tolist())
+        return iter(order[self.rank * per_rank:(self.rank + 1) * per_rank][self.skip:].tolist())
 
     def __len__(self) -> int:
         return self.n // self.world
@@ -139,7 +156,7 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     opt = build_optimizer(model, mp.lr, mp.backbone_lr_mult, tp.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
 
-    ds = data.FaceDataset(train_idx.paths, train_idx.labels, data.train_transforms(size), seed=seed,
+    ds = data.FaceDataset(train_idx.paths, train_idx.labels, data.train_transforms(size, normalize=rt.device.type != "cuda"), seed=seed,
                           max_pixels=params.data.max_pixels)
     sampler = EpochSampler(len(ds), seed, rt.rank, rt.world)
     per_rank_batch = max(1, tp.batch_size // rt.world)
@@ -165,13 +182,23 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
 def _save(obj, path: Path) -> None:
     """Atomic torch.save through a file object: torch then names the archive's inner folder "archive"
     rather than after the (random) temp file, so the same weights give the same bytes and checksum."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)
+    except OSError as e:
+        raise OSError(e.errno, f"{path}: cannot be written ({e.strerror or e}); the previous file is intact") from None
 
 
-def start_or_resume(s: Setup, out: Path, resume: bool, log) -> tuple[dict, float, int]:
+def _config_diff(old: dict, new: dict) -> list[str]:
+    old, new = json.loads(json.dumps(old, default=str)), json.loads(json.dumps(new, default=str))
+    return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if k not in ("params", "embedder") and old.get(k) != new.get(k)]
+
+
+def start_or_resume(s: Setup, out: Path, resume: bool, log) -> tuple[dict, float, int, dict | None]:
     """A new run writes config.json and validates the untrained model; a resumed one restores model,
-    optimiser, schedule, scaler, history and RNG state. Returns (history, best val accuracy, first epoch)."""
+    optimiser, schedule, scaler, history and RNG state. Returns (history, best val accuracy, first epoch,
+    the interrupted epoch's progress or None)."""
     ckpt_path = out / "last_checkpoint.pt"
     if not resume:
         history = {"untrained_val": None, "epochs": []}
@@ -179,21 +206,56 @@ def start_or_resume(s: Setup, out: Path, resume: bool, log) -> tuple[dict, float
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_json(out / "config.json", s.config)
             history["untrained_val"] = validate(s)
-        return history, -1.0, 0
+        return history, -1.0, 0, None
     if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-    try:
-        ck = torch.load(ckpt_path, map_location=s.rt.device, weights_only=True)
-    except Exception as e:
-        raise RuntimeError(f"{ckpt_path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+        raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from (train without --resume)")
+    ck = load_torch(ckpt_path, map_location=s.rt.device)
+    if diff := _config_diff(ck["config"], s.config):
+        raise ResumeMismatch(f"{ckpt_path}: written with other settings or data, so resuming would mix two runs: "
+                             f"{'; '.join(diff)}. Restore them, or train afresh without --resume")
     s.model.load_state_dict(ck["model"])
     s.opt.load_state_dict(ck["optimizer"])
     s.sched.load_state_dict(ck["scheduler"])
     s.scaler.load_state_dict(ck["scaler"])
-    runtime.set_rng_state(ck["rng"])
+    partial = ck.get("partial")
+    if partial is None:
+        runtime.set_rng_state(ck["rng"])
     if s.rt.main:
-        log(f"resumed {out} after epoch {ck['epoch'] + 1}")
-    return ck["history"], ck["best"], ck["epoch"] + 1
+        log(f"resumed {out} " + (f"in epoch {ck['epoch'] + 1} at step {partial['step'] + 1}" if partial
+                                 else f"after epoch {ck['epoch'] + 1}"))
+    return ck["history"], ck["best"], ck["epoch"] + (0 if partial else 1), partial
+
+
+@dataclass
+class Checkpoints:
+    """When the loop writes `last_checkpoint.pt` inside an epoch: every `minutes` (0: every step), and at
+    the next step boundary after SIGTERM or SIGINT (what schedulers send before preemption)."""
+    minutes: float
+    last: float = field(default_factory=time.time)
+    signum: int | None = None
+
+    def due(self) -> bool:
+        return self.signum is not None or time.time() - self.last >= self.minutes * 60
+
+
+@contextlib.contextmanager
+def stop_on_signals(ck: Checkpoints):
+    """SIGTERM/SIGINT set a flag the loop checks after each step; a second one stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if ck.signum is not None:
+            raise KeyboardInterrupt
+        ck.signum = signum
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -206,54 +268,84 @@ def validate(s: Setup) -> dict:
     return bench.best_threshold(bench.pair_scores(emb, pos[s.pairs[:, :2]]), s.pairs[:, 2])
 
 
-def train_one_epoch(s: Setup, epoch: int, tp, progress: bool, out: Path) -> dict:
-    """One pass over the epoch's batches; returns the history entry (without validation)."""
+def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor, tp, epoch: int, step: int, out: Path) -> float:
+    """One optimiser step on a batch (uint8 batches are normalised on the device first); returns the loss."""
+    rt = s.rt
+    s.model.arcface.m = margin_at(epoch * s.steps_per_epoch + step, s.total_steps, tp.arcface_m, tp.margin_warmup_frac)
+    x = x.to(rt.device, non_blocking=True)
+    if x.dtype == torch.uint8:
+        x = data.normalize_batch(x)
+    y = y.to(rt.device, non_blocking=True)
+    if tp.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(rt.device.type, dtype=rt.amp_dtype or torch.bfloat16, enabled=rt.amp_dtype is not None):
+        logits, target = s.ddp_model(x, y)
+    loss = arcface_loss(logits.float(), target, tp.label_smoothing)
+    if not torch.isfinite(loss):
+        runtime.teardown(rt)
+        raise TrainingDiverged(f"{s.name}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, "
+                               f"step {step + 1}; {out / 'last_checkpoint.pt'} is left as it was")
+    s.opt.zero_grad(set_to_none=True)
+    s.scaler.scale(loss).backward()
+    s.scaler.unscale_(s.opt)
+    nn.utils.clip_grad_norm_(s.model.parameters(), tp.grad_clip)
+    s.scaler.step(s.opt)
+    s.scaler.update()
+    s.sched.step()
+    return loss.item()
+
+
+def train_one_epoch(s: Setup, epoch: int, tp, progress: bool, out: Path, start: dict | None = None,
+                    on_step=None) -> dict:
+    """One pass over the epoch's batches; returns the history entry (without validation).
+
+    `start` resumes the epoch from a mid-epoch checkpoint's progress (next step, running sums, RNG state);
+    `on_step(progress)` runs after every step but the last (mid-epoch checkpoints, signals)."""
     from tqdm import tqdm
 
     s.ds.set_epoch(epoch)
     s.sampler.set_epoch(epoch)
+    first = start["step"] if start else 0
+    s.sampler.skip = first * s.loader.batch_size
     s.model.train()
     rt = s.rt
-    t0, seen, loss_sum, waited = time.time(), 0, 0.0, 0.0
+    batches = iter(s.loader)
+    if start:  # after the iterator's creation, which draws from torch's RNG in both runs
+        runtime.set_rng_state(start["rng"])
+    seen, loss_sum, waited = (start["seen"], start["loss_sum"], start["waited"]) if start else (0, 0.0, 0.0)
+    t0 = time.time() - (start["elapsed"] if start else 0.0)
     t_wait = time.time()
-    bar = tqdm(total=s.steps_per_epoch, desc=f"{s.name} epoch {epoch + 1}/{s.epochs}",
-               disable=not (progress and rt.main), mininterval=2.0, leave=False)
-    for step, (x, y) in enumerate(s.loader):
-        if step >= s.steps_per_epoch:
-            break
-        waited += time.time() - t_wait
-        s.model.arcface.m = margin_at(epoch * s.steps_per_epoch + step, s.total_steps, tp.arcface_m,
-                                      tp.margin_warmup_frac)
-        x = x.to(rt.device, non_blocking=True)
-        y = y.to(rt.device, non_blocking=True)
-        if tp.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(rt.device.type, dtype=rt.amp_dtype or torch.bfloat16, enabled=rt.amp_dtype is not None):
-            logits, target = s.ddp_model(x, y)
-        loss = arcface_loss(logits.float(), target, tp.label_smoothing)
-        if not torch.isfinite(loss):
-            bar.close()
-            runtime.teardown(rt)
-            raise TrainingDiverged(f"{s.name}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, "
-                                   f"step {step + 1}; {out / 'last_checkpoint.pt'} is left as it was")
-        s.opt.zero_grad(set_to_none=True)
-        s.scaler.scale(loss).backward()
-        s.scaler.unscale_(s.opt)
-        nn.utils.clip_grad_norm_(s.model.parameters(), tp.grad_clip)
-        s.scaler.step(s.opt)
-        s.scaler.update()
-        s.sched.step()
-        seen += x.shape[0]
-        loss_sum += loss.item()
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen * rt.world / (time.time() - t0):.0f}")
-        t_wait = time.time()
-    bar.close()
+    with tqdm(total=s.steps_per_epoch, initial=first, desc=f"{s.name} epoch {epoch + 1}/{s.epochs}",
+              disable=not (progress and rt.main), mininterval=2.0, leave=False) as bar:
+        for step, (x, y) in enumerate(batches, start=first):
+            if step >= s.steps_per_epoch:
+                break
+            waited += time.time() - t_wait
+            loss = train_step(s, x, y, tp, epoch, step, out)
+            seen += x.shape[0]
+            loss_sum += loss
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{seen * rt.world / (time.time() - t0):.0f}")
+            if on_step is not None and step + 1 < s.steps_per_epoch:
+                on_step({"step": step + 1, "seen": seen, "loss_sum": loss_sum, "waited": waited,
+                         "elapsed": time.time() - t0})
+            t_wait = time.time()
     elapsed = time.time() - t0
     return {"epoch": epoch + 1, "loss": loss_sum / s.steps_per_epoch,
             "lr": {g["name"]: g["lr"] for g in s.opt.param_groups}, "margin": s.model.arcface.m,
             "images_per_s": seen * rt.world / elapsed, "train_time_s": elapsed,
             "data_wait_frac": waited / elapsed, "val": None}
+
+
+def save_checkpoint(s: Setup, out: Path, epoch: int, history: dict, best: float, partial: dict | None = None) -> None:
+    """last_checkpoint.pt: everything an exact resume needs, in types `weights_only` loading accepts.
+    With `partial`, epoch `epoch` is under way (its progress and RNG state at the step boundary)."""
+    ck = {"model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "scheduler": s.sched.state_dict(),
+          "scaler": s.scaler.state_dict(), "epoch": epoch, "history": history, "best": best,
+          "rng": runtime.rng_state(), "config": s.config}
+    if partial is not None:
+        ck["partial"] = {**partial, "rng": ck["rng"]}
+    _save(ck, out / "last_checkpoint.pt")
 
 
 def save_epoch(s: Setup, out: Path, epoch: int, entry: dict, history: dict, best: float) -> float:
@@ -262,9 +354,7 @@ def save_epoch(s: Setup, out: Path, epoch: int, entry: dict, history: dict, best
         best = entry["val"]["accuracy"]
         _save({"model": s.model.state_dict(), "epoch": epoch, "val": entry["val"], "config": s.config},
               out / "best_model.pt")
-    _save({"model": s.model.state_dict(), "optimizer": s.opt.state_dict(), "scheduler": s.sched.state_dict(),
-           "scaler": s.scaler.state_dict(), "epoch": epoch, "history": history, "best": best,
-           "rng": runtime.rng_state(), "config": s.config}, out / "last_checkpoint.pt")
+    save_checkpoint(s, out, epoch, history, best)
     atomic_write_json(out / "history.json", history)
     return best
 
@@ -312,25 +402,46 @@ def train_model(params: StudyParams, model_name: str, species: str, out_dir: str
     kernels = reproducible.apply(params.reproducible, rt.device)
     runtime.seed_everything(params.train_seed(repeat))
     s = build(params, model_name, species, rt, progress, repeat)
-    history, best, start_epoch = start_or_resume(s, out, resume, log)
+    history, best, start_epoch, partial = start_or_resume(s, out, resume, log)
     history["kernels"] = kernels
-    for epoch in range(start_epoch, s.epochs):
-        entry = train_one_epoch(s, epoch, tp, progress, out)
-        if rt.main and ((epoch + 1) % tp.val_every == 0 or epoch + 1 == s.epochs):
-            entry["val"] = validate(s)
-        history["epochs"].append(entry)
-        if rt.main:
-            best = save_epoch(s, out, epoch, entry, history, best)
-            v = entry["val"]
-            log(f"{s.name} epoch {epoch + 1}/{s.epochs}: loss {entry['loss']:.4f}, margin {entry['margin']:.3f}, "
-                f"{entry['images_per_s']:.0f} img/s" + (f", val acc {v['accuracy']:.4f} @ {v['threshold']:.2f}" if v else ""))
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < s.epochs:
-            runtime.teardown(rt)
-            return TrainResult(history, s.model, out, rt.main)
+    ck = Checkpoints(tp.checkpoint_minutes)
+
+    def on_step(epoch: int, progress_: dict) -> None:
+        if rt.main and ck.due():
+            save_checkpoint(s, out, epoch, history, best, progress_)
+            ck.last = time.time()
+        if ck.signum is not None:
+            _interrupted(s, out, ck.signum, f"epoch {epoch + 1}, step {progress_['step']}", params, model_name, species)
+
+    with stop_on_signals(ck):
+        for epoch in range(start_epoch, s.epochs):
+            entry = train_one_epoch(s, epoch, tp, progress, out, partial, lambda p, e=epoch: on_step(e, p))
+            partial = None
+            if rt.main and ((epoch + 1) % tp.val_every == 0 or epoch + 1 == s.epochs):
+                entry["val"] = validate(s)
+            history["epochs"].append(entry)
+            if rt.main:
+                best = save_epoch(s, out, epoch, entry, history, best)
+                ck.last = time.time()
+                v = entry["val"]
+                log(f"{s.name} epoch {epoch + 1}/{s.epochs}: loss {entry['loss']:.4f}, margin {entry['margin']:.3f}, "
+                    f"{entry['images_per_s']:.0f} img/s" + (f", val acc {v['accuracy']:.4f} @ {v['threshold']:.2f}" if v else ""))
+            if ck.signum is not None and epoch + 1 < s.epochs:
+                _interrupted(s, out, ck.signum, f"the end of epoch {epoch + 1}", params, model_name, species)
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < s.epochs:
+                runtime.teardown(rt)
+                return TrainResult(history, s.model, out, rt.main)
     if rt.main:
         finalize(out)
     runtime.teardown(rt)
     return TrainResult(history, s.model, out, rt.main)
+
+
+def _interrupted(s: Setup, out: Path, signum: int, where: str, params: StudyParams, model: str, species: str):
+    runtime.teardown(s.rt)
+    raise TrainingInterrupted(f"{s.name}: {signal.Signals(signum).name} at {where}; checkpoint {out / 'last_checkpoint.pt'}"
+                              f" written; resume with: petface train PARAMS --model {model} --species {species} --resume",
+                              signum)
 
 
 def finalize(out: Path) -> None:
@@ -338,7 +449,7 @@ def finalize(out: Path) -> None:
     from .onnx_file import export_onnx
 
     run = RunDir(out)
-    state = torch.load(out / "best_model.pt", map_location="cpu", weights_only=True)["model"]
+    state = load_torch(out / "best_model.pt")["model"]
     emb_state = {k[len("embedder."):]: v for k, v in state.items() if k.startswith("embedder.")}
     _save(emb_state, out / "pet_embedder.pt")
     embedder = embedder_from_config(run.config()["embedder"], emb_state)

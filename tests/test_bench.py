@@ -311,3 +311,23 @@ def test_tie_at_the_kth_place_keeps_the_lowest_indices():
     labels = np.array([9, 0, 0, 0, 0, 1, 0])
     r = bench.rank_queries(np.array([[1.0, 0.0]], np.float32), np.array([1]), g, labels, k=3)
     assert r["topk"][0].tolist() == [1, 2, 3] and r["first_rank"][0] == 5 and r["n_rel"][0] == 1
+
+
+def test_torch_ranking_path_equals_the_numpy_path():
+    """The path a GPU takes (torch on the device), run on the CPU: with small-integer embeddings every
+    product is exact in float32 whichever BLAS computes it, so both paths must agree on every field,
+    including the many exact ties such data has."""
+    rng = np.random.default_rng(3)
+    emb = rng.integers(-2, 3, size=(1500, 16)).astype(np.float32)
+    labels = np.repeat(np.arange(600), rng.integers(1, 6, 600))[:1500]
+    for q, ql, g, gl, ex in ((emb, labels, emb, labels, np.arange(1500)),
+                             (emb[:300], labels[:300], emb[300:], labels[300:], None)):
+        a = bench.rank_queries(q, ql, g, gl, exclude=ex, k=10, chunk=256)
+        b = bench.rank_queries(q, ql, g, gl, exclude=ex, k=10, chunk=256, device="cpu")
+        for key in a:
+            assert np.array_equal(a[key], b[key]), key
+    g = np.tile(np.array([[1.0, 0.0]], np.float32), (7, 1))
+    g[0] = [0.0, 1.0]
+    r = bench.rank_queries(np.array([[1.0, 0.0]], np.float32), np.array([1]), g, np.array([9, 0, 0, 0, 0, 1, 0]),
+                           k=3, device="cpu")
+    assert r["topk"][0].tolist() == [1, 2, 3] and r["first_rank"][0] == 5

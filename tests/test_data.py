@@ -39,7 +39,7 @@ def test_split_small_keeps_every_split_and_rejects_too_few():
 def test_manifest_roundtrip(tiny_synth, tmp_path):
     idx = data.scan_identities(tiny_synth, progress=False)
     split = data.split_identities(idx.identities, seed=1)
-    data.write_manifest(tmp_path / "m.csv", idx, split)
+    data.write_manifest(tmp_path / "m.csv", idx, data.by_identity(idx, split))
     back = data.read_manifest(tmp_path / "m.csv", tiny_synth)
     for s in data.SPLITS:
         assert back[s].identities == split[s]
@@ -48,7 +48,7 @@ def test_manifest_roundtrip(tiny_synth, tmp_path):
 
 def test_manifest_missing_file_is_one_clear_error(tiny_synth, tmp_path):
     idx = data.scan_identities(tiny_synth, progress=False)
-    data.write_manifest(tmp_path / "m.csv", idx, data.split_identities(idx.identities))
+    data.write_manifest(tmp_path / "m.csv", idx, data.by_identity(idx, data.split_identities(idx.identities)))
     root = tmp_path / "copy"
     shutil.copytree(tiny_synth, root)
     victim = next(root.glob("*/0_face0.jpg"))
@@ -102,8 +102,10 @@ def test_scan_cache_decodes_only_new_or_changed_files(tmp_path, monkeypatch):
             _jpg(root / ident / f"{i}.jpg")
     cache = tmp_path / "scan" / "cat.json"
     decoded = []
-    real = data._check
-    monkeypatch.setattr(data, "_check", lambda p, m: decoded.append(p.name) or real(p, m))
+    from petlib.data import scan
+
+    real = scan._check
+    monkeypatch.setattr(scan, "_check", lambda p, m: decoded.append(p.name) or real(p, m))
     first = data.scan_identities(root, progress=False, cache=cache)
     assert len(decoded) == 6 and cache.is_file()
     decoded.clear()
@@ -162,6 +164,57 @@ def test_decompression_bomb_refused(tmp_path):
     Image.new("L", (3000, 3000)).save(tmp_path / "big.png")
     with pytest.raises(ImageDecodeError, match="decompression-bomb"):
         data.load_image(tmp_path / "big.png", max_pixels=1_000_000)
+
+
+def test_training_decoder_gives_the_same_pixels(tmp_path):
+    """`decode_verified` (OpenCV for grey and colour JPEGs) equals `load_image` (PIL) pixel for pixel:
+    all eight EXIF orientations, grey, progressive, 4:4:4; CMYK JPEG and PNG go to PIL; the bomb guard holds."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    files = []
+    for o in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = o
+        Image.fromarray(base).save(tmp_path / f"o{o}.jpg", exif=exif.tobytes())
+        files.append(f"o{o}.jpg")
+    Image.fromarray(base[..., 0]).save(tmp_path / "g.jpg")
+    Image.fromarray(base).save(tmp_path / "p.jpg", progressive=True)
+    Image.fromarray(base).save(tmp_path / "s.jpg", subsampling=0, quality=95)
+    Image.new("CMYK", (10, 8), (0, 255, 0, 0)).save(tmp_path / "c.jpg")
+    Image.fromarray(base).save(tmp_path / "rgb.png")
+    Image.new("RGBA", (10, 8), (255, 0, 0, 0)).save(tmp_path / "a.png")
+    for name in files + ["g.jpg", "p.jpg", "s.jpg", "c.jpg", "rgb.png", "a.png"]:
+        a, b = data.load_image(tmp_path / name), data.decode_verified(tmp_path / name)
+        assert a.shape == b.shape and np.array_equal(a, b), name
+    Image.new("RGB", (1200, 1000)).save(tmp_path / "big.jpg")
+    with pytest.raises(ImageDecodeError, match="decompression-bomb"):
+        data.decode_verified(tmp_path / "big.jpg", max_pixels=1_000_000)
+
+
+def test_in_place_reseed_equals_albumentations_set_random_seed(tiny_synth):
+    idx = data.scan_identities(tiny_synth, progress=False)
+    ours, ref = data.train_transforms(64), data.train_transforms(64)
+    for i in range(300):
+        img = data.load_image(idx.paths[i % len(idx.paths)])
+        data.reseed(ours, i * 7_919)
+        ref.set_random_seed(i * 7_919)
+        assert np.array_equal(ours(image=img)["image"].numpy(), ref(image=img)["image"].numpy()), i
+
+
+def test_uint8_loader_then_batch_normalisation_equals_per_image_normalize(tiny_synth):
+    """The GPU loader hands uint8 over and normalises the batch on the device: the same tensor, bit for bit."""
+    import torch
+
+    idx = data.scan_identities(tiny_synth, progress=False)
+    a = data.FaceDataset(idx.paths[:20], idx.labels[:20], data.train_transforms(64), seed=3)
+    b = data.FaceDataset(idx.paths[:20], idx.labels[:20], data.train_transforms(64, normalize=False), seed=3)
+    for epoch in (0, 1):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        xa = torch.stack([a[i][0] for i in range(20)])
+        xb = torch.stack([b[i][0] for i in range(20)])
+        assert xb.dtype == torch.uint8 and xa.dtype == torch.float32
+        assert torch.equal(data.normalize_batch(xb), xa)
 
 
 # ------------------------------------------------------------------ pairs and datasets

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import load_torch
 from .tools import ChildConversion, ConvertContext, example_input, quiet_fds
 
 
@@ -36,7 +37,7 @@ def child_main(src: str, path: str) -> None:
     """Child-process side of `start`."""
     from ..models import embedder_from_config
 
-    blob = torch.load(src, map_location="cpu", weights_only=True)
+    blob = load_torch(src)
     embedder = embedder_from_config(blob["config"], blob["state_dict"]).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
