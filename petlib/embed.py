@@ -45,7 +45,7 @@ def embed_images(embedder: torch.nn.Module, items: Sequence, image_size: int, de
     `tta` averages the embeddings of the image and its horizontal flip (then re-normalises).
     `prepare` is applied to each decoded RGB image first (used for the robustness degradations).
     """
-    from tqdm import tqdm
+    from .progress import bar as tqdm
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dl = torch.utils.data.DataLoader(_Images(items, image_size, prepare), batch_size=batch_size,

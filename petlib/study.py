@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from . import reproducible
+from . import progress, reproducible
 from .config import StudyParams, dump_params, params_to_dict
 from .io import atomic_write_json, atomic_write_text
 
@@ -148,7 +149,23 @@ def _first_error_line(exc: BaseException) -> str:
     return f"{name}: {value}".strip().splitlines()[0][:300]
 
 
-def execute(task: Task, params_file: Path, report_dir: Path) -> dict:
+class _Watch(threading.Thread):
+    """While a notebook runs: every `every` seconds, its elapsed time and the latest line of its progress
+    bars (epoch, step, images/s), so that a five-minute training step never looks hung."""
+
+    def __init__(self, side: Path, prefix: str, log, every: float):
+        super().__init__(daemon=True)
+        self.side, self.prefix, self.log, self.every = side, prefix, log, every
+        self.done, self.t0 = threading.Event(), time.time()
+
+    def run(self) -> None:
+        while not self.done.wait(self.every):
+            line = progress.latest(self.side)
+            self.log(f"{self.prefix}: {time.time() - self.t0:.0f} s" + (f" | {line}" if line else ""))
+
+
+def execute(task: Task, params_file: Path, report_dir: Path, log=print, prefix: str = "",
+            heartbeat_s: float = 10.0) -> dict:
     """Run one notebook into `report_dir`; always leaves an HTML, showing the error if it failed."""
     import papermill as pm
 
@@ -160,11 +177,21 @@ def execute(task: Task, params_file: Path, report_dir: Path) -> dict:
                   **task.parameters}
     t0 = time.time()
     status, error = "ok", None
+    side = report_dir / f".{task.key}.progress"
+    side.unlink(missing_ok=True)
+    os.environ[progress.ENV] = str(side)  # the kernel inherits it
+    watch = _Watch(side, prefix or task.key, log, heartbeat_s)
+    watch.start()
     try:
         pm.execute_notebook(str(NOTEBOOKS / f"{task.notebook}.ipynb"), str(out_nb), parameters=parameters,
                             kernel_name=KERNEL_NAME, cwd=str(REPO), progress_bar=False, log_output=False)
     except Exception as e:  # papermill has written the failing notebook; report it and go on
         status, error = "failed", _first_error_line(e)
+    finally:
+        watch.done.set()
+        watch.join()
+        os.environ.pop(progress.ENV, None)
+        side.unlink(missing_ok=True)
     duration = time.time() - t0
     if out_nb.is_file():
         try:
@@ -178,8 +205,10 @@ def execute(task: Task, params_file: Path, report_dir: Path) -> dict:
             "html": out_html.name}
 
 
-def run_study(params: StudyParams, only: list[str] | None = None, force: bool = False, log=print) -> int:
-    """Run the study's notebooks; returns the number of failed tasks (0 on success)."""
+def run_study(params: StudyParams, only: list[str] | None = None, force: bool = False, log=print,
+              heartbeat_s: float = 10.0) -> int:
+    """Run the study's notebooks; returns the number of failed tasks (0 on success). While one runs, its
+    elapsed time and progress are logged every `heartbeat_s` seconds."""
     report_dir = Path(params.reports_dir) / params.name
     report_dir.mkdir(parents=True, exist_ok=True)
     params_file = report_dir / "params.yaml"
@@ -214,7 +243,7 @@ def run_study(params: StudyParams, only: list[str] | None = None, force: bool = 
             continue
         log(f"{prefix}: running ...")
         try:
-            result = execute(task, params_file, report_dir)
+            result = execute(task, params_file, report_dir, log, prefix, heartbeat_s)
         except Exception as e:
             traceback.print_exc()
             result = {"status": "failed", "error": _first_error_line(e), "duration_s": 0, "headline": {}, "html": None}

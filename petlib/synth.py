@@ -320,7 +320,7 @@ def generate(out_dir: str | Path, species: str = "cat", n_identities: int = 200,
     Generation happens in a temp folder that replaces `out_dir` only when complete, and is skipped when
     `out_dir/.synth.json` already records the same arguments. Returns that record.
     """
-    from tqdm import tqdm
+    from .progress import bar as tqdm
 
     if species not in SPECIES_CODE:
         raise ValueError(f"synth.generate: species must be one of {sorted(SPECIES_CODE)}, got {species!r}")

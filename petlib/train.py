@@ -207,8 +207,6 @@ def start_or_resume(s: Setup, out: Path, resume: bool, log) -> tuple[dict, float
             atomic_write_json(out / "config.json", s.config)
             history["untrained_val"] = validate(s)
         return history, -1.0, 0, None
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from (train without --resume)")
     ck = load_torch(ckpt_path, map_location=s.rt.device)
     if diff := _config_diff(ck["config"], s.config):
         raise ResumeMismatch(f"{ckpt_path}: written with other settings or data, so resuming would mix two runs: "
@@ -301,7 +299,7 @@ def train_one_epoch(s: Setup, epoch: int, tp, progress: bool, out: Path, start: 
 
     `start` resumes the epoch from a mid-epoch checkpoint's progress (next step, running sums, RNG state);
     `on_step(progress)` runs after every step but the last (mid-epoch checkpoints, signals)."""
-    from tqdm import tqdm
+    from .progress import bar as tqdm
 
     s.ds.set_epoch(epoch)
     s.sampler.set_epoch(epoch)
@@ -398,6 +396,8 @@ def train_model(params: StudyParams, model_name: str, species: str, out_dir: str
         log(f"{model_name}-{species}: reusing the finished run in {out} (same params and data); "
             f"set retrain = True to train again")
         return TrainResult(history, None, out, True)
+    if resume and not (out / "last_checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{out / 'last_checkpoint.pt'}: no checkpoint to resume from (train without --resume)")
     rt = runtime.setup(tp.device, tp.amp)
     kernels = reproducible.apply(params.reproducible, rt.device)
     runtime.seed_everything(params.train_seed(repeat))

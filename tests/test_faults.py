@@ -210,3 +210,71 @@ def test_no_loader_unpickles_a_malicious_file(study, tmp_path):
     from petlib.embed import cached_embeddings
     out = cached_embeddings(cache, "k", full / "pet_embedder.pt", [], lambda: np.ones((1, 2), np.float32))
     assert out.shape == (1, 2) and not marker.exists()
+
+
+def _bomb_png(path: Path, w: int = 20_000, h: int = 20_000) -> None:
+    """A PNG whose header says w x h (a decompression bomb's signature) with next to no data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*") if f.is_file()}
+
+
+@pytest.mark.timeout(900)
+def test_every_entry_point_gives_bad_input_one_line(study, tmp_path):
+    """Each CLI command with each bad input that applies: exit code 2, one line on stderr naming the file
+    or key, no traceback, and no file changed."""
+    pfile, full = study
+    onnx, pt = full / "pet_embedder.onnx", full / "pet_embedder.pt"
+    photo = next((pfile.parent / "data").rglob("*.jpg"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "zero.jpg").write_bytes(b"")
+    (bad / "text.jpg").write_text("not a photo\n")
+    (bad / "trunc.jpg").write_bytes(photo.read_bytes()[:300])
+    _bomb_png(bad / "bomb.png")
+    (bad / "params.yaml").write_text("data: [unclosed\n")
+    (bad / "norun").mkdir()
+    gallery = tmp_path / "gallery.npz"
+    assert cli("register", gallery, "rex", photo, "--embedder", onnx).returncode == 0
+    raw = gallery.read_bytes()
+    (bad / "truncated.npz").write_bytes(raw[: len(raw) // 2])
+    tampered = bytearray(raw)
+    at = raw.index(b"embeddings") + 200
+    tampered[at] ^= 0xFF
+    (bad / "tampered.npz").write_bytes(bytes(tampered))
+    train = ["train", pfile, "--model", "mnv3", "--species", "cat"]
+    cases = [
+        ("missing photo", ["compare", photo, bad / "missing.jpg", "--embedder", onnx], [], "missing.jpg: photo not found"),
+        ("0-byte photo", ["recognize", gallery, bad / "zero.jpg", "--embedder", onnx], [], "zero.jpg: empty file (0 bytes)"),
+        ("text named .jpg", ["compare", bad / "text.jpg", photo, "--embedder", onnx], [], "text.jpg: not an image"),
+        ("truncated JPEG", ["register", gallery, "rex", bad / "trunc.jpg", "--embedder", onnx], [], "trunc.jpg: unreadable image"),
+        ("bomb PNG header", ["compare", bad / "bomb.png", photo, "--embedder", onnx], [], "decompression bomb"),
+        ("gallery of another model", ["recognize", gallery, photo, "--embedder", pt], [], "gallery.npz: built by embedder"),
+        ("truncated gallery", ["recognize", bad / "truncated.npz", photo, "--embedder", onnx], [], "truncated.npz: not a readable gallery"),
+        ("tampered gallery", ["recognize", bad / "tampered.npz", photo, "--embedder", onnx], [], "tampered.npz: "),
+        ("run without config.json", ["embed", bad / "norun"], [], "norun/config.json: missing"),
+        ("export of a missing run", ["export", bad / "nowhere"], [], "nowhere/config.json: missing"),
+        ("evaluate before train", ["evaluate", pfile], ["name=untrained"], "pet_embedder.pt: missing; has this run finished training?"),
+        ("params not YAML", ["train", bad / "params.yaml"], [], "params.yaml: not valid YAML"),
+        ("unknown key", train, ["train.batchsize=3"], "train.batchsize"),
+        ("wrong type", train, ["train.batch_size=many"], "train.batch_size"),
+        ("--resume without checkpoint", train + ["--resume"], ["name=never-trained"], "no checkpoint to resume from"),
+    ]
+    before = _files(tmp_path) | _files(pfile.parent / "outputs")
+    for label, args, sets, expect in cases:
+        r = cli(*args, sets=sets)
+        assert r.returncode == 2, (label, r.returncode, r.stderr[-1500:])
+        line = one_line(r)
+        assert line.startswith(f"petface {args[0]}: error: ") and expect in line, (label, line)
+        print(f"{label}: {line}")
+    assert _files(tmp_path) | _files(pfile.parent / "outputs") == before, "a failing command changed a file"

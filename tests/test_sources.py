@@ -2,6 +2,7 @@
 (from synthetic faces): PetFace, DogFaceNet's identity lists, a wildlife-datasets table. Protocol metrics
 against hand computations; every bad input is one error naming the file, line and column."""
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -286,7 +287,9 @@ def test_study_runs_on_each_source(make_params, tmp_path, faces, source):
         cfg, sp = {"source": "table", "tables": {"cat": str(write_table(tmp_path / "wild", faces["cat"]))}}, "cat"
     p = _params(make_params, tmp_path, cfg, [sp], notebooks=["01_data", "02_train", "03_evaluate", "04_compare"],
                 eval={"n_rank_pairs": 400, "n_triplets": 400, "n_overfit": 40, "n_robustness": 10, "n_bootstrap": 5})
-    assert run_study(p, log=lambda *_: None) == 0
+    logs = []
+    assert run_study(p, log=logs.append, heartbeat_s=0.3) == 0
+    assert any(re.match(r"\[2/4\] 02_train.*: \d+ s \| .*epoch \d/2", line) for line in logs), logs
     m = json.loads((tmp_path / "outputs" / "ci" / "eval" / f"mnv3-{sp}" / "metrics.json").read_text())
     page = (tmp_path / "reports" / "ci" / "04_compare.html").read_text()
     if source == "petface":

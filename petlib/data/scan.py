@@ -82,7 +82,7 @@ def _verify(candidates: list[tuple[str, Path]], root: Path, max_pixels: int, cac
             workers: int | None, progress: bool) -> list[str | None]:
     """Why each candidate is unusable (None: usable). Files whose size and modification time match the
     scan cache keep its verdict; the others are decoded (in threads), and the cache is rewritten."""
-    from tqdm import tqdm
+    from ..progress import bar as tqdm
 
     from ..io import atomic_write_json
 
