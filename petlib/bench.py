@@ -533,3 +533,200 @@ def topk_identification(class_scores: np.ndarray, truth: np.ndarray, ks=(1, 5)) 
     top = np.argsort(-class_scores, axis=1, kind="stable")[:, :kmax]
     hit = top == np.asarray(truth)[:, None]
     return {f"top{k}": float(hit[:, :k].any(1).mean()) if len(truth) else math.nan for k in ks}
+
+
+# --------------------------------------------------------------------------- what an app team decides
+FAR_KEYS = {1e-2: "1e-2", 1e-3: "1e-3", 1e-4: "1e-4"}
+
+
+def threshold_over(negatives: np.ndarray, far: float) -> float:
+    """The lowest threshold that accepts (score >= t) at most `far` of these negative scores: just above
+    the (floor(far·n) + 1)-th highest. NaN with fewer than 1/far negatives (not measurable)."""
+    neg = np.sort(np.asarray(negatives, dtype=np.float64))[::-1]
+    if len(neg) < 1.0 / far:
+        return math.nan
+    allowed = int(math.floor(far * len(neg) + 1e-9))
+    return float(np.nextafter(neg[allowed], np.inf)) if allowed < len(neg) else float(neg[-1])
+
+
+def threshold_at_far(scores: np.ndarray, is_same: np.ndarray, far: float) -> float:
+    """`threshold_over` the negative pairs of scored pairs."""
+    return threshold_over(np.asarray(scores)[~np.asarray(is_same).astype(bool)], far)
+
+
+def far_thresholds(negatives: np.ndarray, fars=tuple(FAR_KEYS)) -> dict:
+    """FAR -> threshold map over impostor scores (keys "1e-2", ...; None where there are too few)."""
+    out = {}
+    for far in fars:
+        t = threshold_over(negatives, far)
+        out[FAR_KEYS.get(far, f"{far:g}")] = None if math.isnan(t) else t
+    return out
+
+
+def rates_at(scores: np.ndarray, is_same: np.ndarray, threshold: float) -> dict:
+    """True- and false-accept rates of `score >= threshold`."""
+    s, y = np.asarray(scores, dtype=np.float64), np.asarray(is_same).astype(bool)
+    return {"tar": float((s[y] >= threshold).mean()) if y.any() else math.nan,
+            "far": float((s[~y] >= threshold).mean()) if (~y).any() else math.nan}
+
+
+def thresholds_on_test(thresholds: dict, scores: np.ndarray, is_same: np.ndarray, n_boot: int = 200,
+                       seed: int = 42) -> dict:
+    """TAR and FAR on test pairs at each validation threshold, with 95% bootstrap intervals (pairs resampled)."""
+    rng = np.random.default_rng(seed)
+    s, y = np.asarray(scores, dtype=np.float64), np.asarray(is_same).astype(bool)
+    draws = [rng.integers(0, len(s), len(s)) for _ in range(n_boot)]
+    out = {}
+    for key, t in thresholds.items():
+        if t is None:
+            out[key] = {"threshold": None, "tar": None, "far": None}
+            continue
+        r = rates_at(s, y, t)
+        boot = np.array([[v for v in rates_at(s[d], y[d], t).values()] for d in draws])
+        ci = np.nanpercentile(boot, [2.5, 97.5], axis=0) if n_boot else np.full((2, 2), np.nan)
+        out[key] = {"threshold": t, **r, "tar_ci95": ci[:, 0].tolist(), "far_ci95": ci[:, 1].tolist()}
+    return out
+
+
+def identity_scores(probes: np.ndarray, enrolled: list[np.ndarray], how: str) -> np.ndarray:
+    """(n_probes, n_identities) match scores against each enrolled identity's photos: `max` (best photo),
+    `mean` (mean of the similarities) or `centroid` (cosine with the re-normalised mean embedding)."""
+    if how == "centroid":
+        c = np.stack([e.mean(0) for e in enrolled])
+        c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+        return probes @ c.T
+    sims = [probes @ e.T for e in enrolled]
+    return np.stack([s.max(1) if how == "max" else s.mean(1) for s in sims], axis=1)
+
+
+def enrolment_split(labels: np.ndarray, k: int, seed: int) -> dict | None:
+    """Identities with at least k + 1 photos, half enrolled with k photos each (the rest of theirs are
+    mated probes), half never enrolled (all their photos are non-mated probes); drawn with the seed."""
+    rng = np.random.default_rng([seed, k])
+    ids = [l for l in np.unique(labels) if np.count_nonzero(labels == l) > k]
+    if len(ids) < 4:
+        return None
+    ids = rng.permutation(ids)
+    enrolled_ids, stranger_ids = ids[: len(ids) // 2], ids[len(ids) // 2:]
+    gallery, mated, mated_truth = [], [], []
+    for j, l in enumerate(enrolled_ids):
+        idx = rng.permutation(np.flatnonzero(labels == l))
+        gallery.append(idx[:k])
+        mated += idx[k:].tolist()
+        mated_truth += [j] * (len(idx) - k)
+    nonmated = np.flatnonzero(np.isin(labels, stranger_ids))
+    return {"gallery": gallery, "mated": np.array(mated, dtype=np.int64), "truth": np.array(mated_truth, dtype=np.int64),
+            "nonmated": nonmated, "nonmated_identity": labels[nonmated]}
+
+
+def _open_set_figures(ms: np.ndarray, truth: np.ndarray, ns: np.ndarray, far: float) -> tuple[float, float]:
+    best, top = ms.max(1), ms.argmax(1)
+    return float((top == truth).mean()), dir_at_far(best, top == truth, ns.max(1), far)
+
+
+def enrolment(emb: np.ndarray, labels: np.ndarray, ks=(1, 2, 3, 4, 5), hows=("max", "mean", "centroid"),
+              far: float = 1e-2, n_boot: int = 200, seed: int = 42) -> list[dict]:
+    """Open-set rank-1 and DIR@FAR by photos enrolled per pet (k) and how a probe is matched, with 95%
+    bootstrap intervals (identities resampled, enrolled and strangers alike)."""
+    rows = []
+    for k in ks:
+        sp = enrolment_split(labels, k, seed)
+        if sp is None:
+            continue
+        rng = np.random.default_rng([seed, k, 1])
+        n_id = len(sp["gallery"])
+        strangers = np.unique(sp["nonmated_identity"])
+        for how in hows:
+            g = [emb[i] for i in sp["gallery"]]
+            ms, ns = identity_scores(emb[sp["mated"]], g, how), identity_scores(emb[sp["nonmated"]], g, how)
+            rank1, dir_ = _open_set_figures(ms, sp["truth"], ns, far)
+            boot = []
+            for _ in range(n_boot):
+                pick = rng.integers(0, n_id, n_id)
+                m = np.concatenate([np.flatnonzero(sp["truth"] == j) for j in pick])
+                n = np.concatenate([np.flatnonzero(sp["nonmated_identity"] == s)
+                                    for s in rng.choice(strangers, len(strangers))])
+                boot.append(_open_set_figures(ms[m], sp["truth"][m], ns[n], far))
+            lo, hi = (np.nanpercentile(np.array(boot), [2.5, 97.5], axis=0) if boot else np.full((2, 2), np.nan))
+            rows.append({"k": k, "match": how, "n_identities": n_id, "n_mated": int(len(sp["mated"])),
+                         "n_nonmated": int(len(sp["nonmated"])), "rank1": rank1,
+                         f"dir@far={FAR_KEYS.get(far, far)}": dir_, "rank1_ci95": [lo[0], hi[0]],
+                         f"dir@far={FAR_KEYS.get(far, far)}_ci95": [lo[1], hi[1]]})
+    return rows
+
+
+def smallest_sufficient_k(rows: list[dict], how: str, key: str = "rank1", within: float = 0.01) -> int | None:
+    """The smallest k whose figure is within `within` of the largest k's, for one way of matching."""
+    mine = sorted((r for r in rows if r["match"] == how), key=lambda r: r["k"])
+    if not mine:
+        return None
+    top = mine[-1][key]
+    return next((r["k"] for r in mine if r[key] >= top - within), mine[-1]["k"])
+
+
+def impostor_scores(emb: np.ndarray, labels: np.ndarray, max_images: int = 4000, seed: int = 42) -> np.ndarray:
+    """Similarities of every pair of photos of two different identities (of at most `max_images` photos,
+    drawn with the seed): far more negatives than balanced pairs, for thresholds at small FARs."""
+    keep = np.sort(np.random.default_rng(seed).choice(len(emb), min(len(emb), max_images), replace=False))
+    e, l = emb[keep], np.asarray(labels)[keep]
+    return (e @ e.T)[np.triu(l[:, None] != l[None, :], 1)]
+
+
+def nearest_impostors(emb: np.ndarray, labels: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """For each photo, the most similar photo of another identity: (its index, the similarity)."""
+    idx, val = np.zeros(len(emb), np.int64), np.zeros(len(emb))
+    for s in range(0, len(emb), chunk):
+        sims = emb[s:s + chunk] @ emb.T
+        sims[labels[s:s + chunk, None] == labels[None, :]] = -np.inf
+        idx[s:s + chunk], val[s:s + chunk] = sims.argmax(1), sims.max(1)
+    return idx, val
+
+
+def impostor_study(genuine: np.ndarray, random_neg: np.ndarray, lookalike_neg: dict[str, np.ndarray],
+                   threshold: float, fars=(1e-2, 1e-3)) -> list[dict]:
+    """Verification against random impostors and against look-alike ones, side by side: TAR at each FAR
+    (the threshold set on that kind of impostor) and the false-match rate at the recommended threshold."""
+    rows = []
+    for name, neg in {"random": random_neg, **lookalike_neg}.items():
+        row = {"impostors": name, "n": int(len(neg)),
+               "false_match_rate@recommended": float((np.asarray(neg) >= threshold).mean()) if len(neg) else math.nan}
+        for far in fars:
+            t = threshold_over(neg, far)
+            row[f"tar@far={FAR_KEYS.get(far, far)}"] = math.nan if math.isnan(t) else float((genuine >= t).mean())
+        rows.append(row)
+    return rows
+
+
+def gallery_growth(emb: np.ndarray, labels: np.ndarray, distractors: np.ndarray | None, threshold: float,
+                   sizes=(10, 20, 50, 100, 200, 500, 1000, 2000, 5000), fpir: float = 1e-2, seed: int = 42) -> list[dict]:
+    """1:N identification as the gallery grows: one enrolled photo per pet for `size` pets (test pets,
+    then distractor pets from other splits), mated probes of the test pets, non-mated probes of test pets
+    kept out of the gallery; FNIR at FPIR and the false-alarm rate at the recommended threshold."""
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation([l for l in np.unique(labels) if np.count_nonzero(labels == l) >= 2])
+    half = len(ids) // 2
+    enrolled, strangers = ids[:half], ids[half:]
+    first = {l: rng.choice(np.flatnonzero(labels == l)) for l in enrolled}
+    mated = np.array([i for l in enrolled for i in np.flatnonzero(labels == l) if i != first[l]])
+    nonmated = np.flatnonzero(np.isin(labels, strangers))
+    pos = {l: i for i, l in enumerate(enrolled)}
+    pool = [emb[first[l]] for l in enrolled] + ([] if distractors is None else list(distractors))
+    rows = []
+    for n in [s for s in sizes if s <= len(pool)] + ([len(pool)] if len(pool) not in sizes else []):
+        if n < 2:
+            continue
+        keep = enrolled[: min(n, len(enrolled))]
+        g = np.stack(pool[:n])
+        m = mated[np.isin(labels[mated], keep)]
+        truth = np.array([pos[l] for l in labels[m]], dtype=np.int64)
+        ms, ns = emb[m] @ g.T, emb[nonmated] @ g.T
+        nm_best = ns.max(1)
+        t_fpir = threshold_over(nm_best, fpir)
+        hit = (ms.argmax(1) == truth)
+        best = ms.max(1)
+        rows.append({"gallery_size": int(n), "n_mated": int(len(m)), "n_nonmated": int(len(nonmated)),
+                     "fnir@fpir=" + FAR_KEYS.get(fpir, str(fpir)): float(1 - (hit & (best >= t_fpir)).mean())
+                     if not math.isnan(t_fpir) else math.nan,
+                     "false_alarm_rate@recommended": float((nm_best >= threshold).mean()),
+                     "fnir@recommended": float(1 - (hit & (best >= threshold)).mean())})
+    return rows

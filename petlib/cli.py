@@ -136,8 +136,10 @@ def _compare(a) -> int:
         if not a.embedder:
             raise ValueError("comparing two photos needs --embedder (pet_embedder.onnx or a run's pet_embedder.pt)")
         pipe = PetRecognitionPipeline("none", a.embedder)
-        same, score = pipe.compare_faces(a.runs[0], a.runs[1], a.threshold)
-        print(f"{'same pet' if same else 'different pets'}: cosine {score:.4f} (threshold {pipe.default_threshold if a.threshold is None else a.threshold:.2f})")
+        t = _threshold(pipe, a)
+        same, score = pipe.compare_faces(a.runs[0], a.runs[1], t)
+        print(f"{'same pet' if same else 'different pets'}: cosine {score:.4f} (threshold {t:.4f}"
+              + (f", FAR {a.far:g} on validation)" if a.far else ")"))
         return 0
     runs = {}
     for item in a.runs:
@@ -150,6 +152,15 @@ def _compare(a) -> int:
     files = compare.write(metrics, a.out)
     print(f"written: {files['md']}, {files['csv']}")
     return 0
+
+
+def _threshold(pipe, a) -> float:
+    """--threshold, else the model's threshold for --far, else its recommended (accuracy) threshold."""
+    if a.threshold is not None and a.far is not None:
+        raise ValueError("give --threshold or --far, not both")
+    if a.far is not None:
+        return pipe.threshold_at_far(a.far)
+    return pipe.default_threshold if a.threshold is None else a.threshold
 
 
 def _register(a) -> int:
@@ -173,8 +184,9 @@ def _recognize(a) -> int:
 
     pipe = PetRecognitionPipeline(a.detector, a.embedder)
     pipe.load_gallery(a.gallery)
+    t = _threshold(pipe, a)
     for image in a.images:
-        res = pipe.recognize(image, a.threshold)
+        res = pipe.recognize(image, t)
         if not res:
             print(f"{image}: no result ({pipe.no_face_reason})")
         for r in res:
@@ -240,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=".", help="folder for comparison.md and comparison.csv")
     sp.add_argument("--embedder", help="pet_embedder.onnx or pet_embedder.pt, for comparing two photos")
     sp.add_argument("--threshold", type=float, help="same-pet threshold (default: the model's recommended one)")
+    sp.add_argument("--far", type=float, help="use the model's threshold for this false-accept rate, e.g. 1e-3")
     for name, help in (("register", "add a pet's photos to a gallery file"),
                        ("recognize", "recognise pets in photos against a gallery file")):
         sp = sub.add_parser(name, help=help)
@@ -251,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--detector", default="none", choices=["none", "opencv-cat", "yolo"])
         if name == "recognize":
             sp.add_argument("--threshold", type=float, help="default: the model's recommended threshold")
+            sp.add_argument("--far", type=float, help="use the model's threshold for this false-accept rate, e.g. 1e-3")
     sub.add_parser("kernel", help="install the project's Jupyter kernel (petface-study) into this environment")
     sp = sub.add_parser("synth", help="write a synthetic pet-face data set")
     sp.add_argument("out_dir")

@@ -5,6 +5,7 @@ and writes `metrics.json` (schema in `petlib.metrics`) into the evaluation direc
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from pathlib import Path
 
@@ -69,6 +70,57 @@ REPEAT_KEYS = [("retrieval", "recall@1"), ("retrieval", "recall@5"), ("retrieval
                ("ranking", "roc_auc"), ("ranking", "eer"), ("ranking", "tar@far=1e-3"), ("verification", "accuracy"),
                ("open_set", "rank1_identification"), ("open_set", "dir@far=1e-2"), ("clustering", "nmi"),
                ("clustering", "purity")]
+
+
+def _families(params: StudyParams, test) -> np.ndarray | None:
+    """Each test identity's look-alike family where the data records one (the synthetic set: identities
+    i // synth.lookalike_family share fur colour and pattern); None otherwise."""
+    if params.data.source != "synth":
+        return None
+    return np.array([int(re.sub(r"\D", "", n)) // max(params.data.synth.lookalike_family, 1) for n in test.identities])
+
+
+def _family_scores(emb: np.ndarray, labels: np.ndarray, family: np.ndarray) -> np.ndarray:
+    """Similarities of every pair of photos of two different pets of the same look-alike family."""
+    fam = family[labels]
+    out = []
+    for f in np.unique(fam):
+        idx = np.flatnonzero(fam == f)
+        sims = emb[idx] @ emb[idx].T
+        diff = labels[idx][:, None] != labels[idx][None, :]
+        out.append(sims[np.triu(diff, 1)])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _deployment(params: StudyParams, run: RunDir, test, emb, labels, scores, pairs, tr_emb, tr_labels) -> dict:
+    """What an app team decides (how many photos to enrol, look-alike impostors, thresholds by
+    false-accept rate, galleries that grow), on this test split at the run's validation thresholds."""
+    ev, seed, s = params.eval, params.seed, run.summary()
+    threshold, same = s["val_threshold"], pairs[:, 2].astype(bool)
+    enrol = bench.enrolment(emb, labels, n_boot=ev.n_bootstrap, seed=seed)
+    nn_idx, nn_sim = bench.nearest_impostors(emb, labels)
+    lookalike = {"nearest impostor": nn_sim}
+    family = _families(params, test)
+    if family is not None:
+        lookalike["same look-alike family"] = _family_scores(emb, labels, family)
+    first = np.unique(tr_labels, return_index=True)[1]
+    worst = np.argsort(-nn_sim, kind="stable")[:6]
+    return {"recommended_threshold": threshold,
+            "thresholds": bench.thresholds_on_test(s.get("val_far_thresholds") or {}, scores, same, ev.n_bootstrap, seed),
+            "enrolment": enrol,
+            "smallest_k_within_1pt_of_k5": {h: bench.smallest_sufficient_k(enrol, h) for h in ("max", "mean", "centroid")},
+            "impostors": bench.impostor_study(scores[same], scores[~same], lookalike, threshold),
+            "gallery_growth": bench.gallery_growth(emb, labels, tr_emb[first], threshold, seed=seed),
+            "worst_lookalikes": [[int(i), int(nn_idx[i]), float(nn_sim[i])] for i in worst]}
+
+
+def _draw_deployment(out: Path, test, deploy: dict, title: str) -> None:
+    if deploy["enrolment"]:
+        plots.enrolment_curves(deploy["enrolment"], "rank1", title, out / "enrolment.png")
+    if deploy["gallery_growth"]:
+        plots.gallery_growth(deploy["gallery_growth"], title, out / "gallery_growth.png")
+    rows = [[data.load_image(test.paths[i]), data.load_image(test.paths[j])] for i, j, _ in deploy["worst_lookalikes"]]
+    plots.image_grid(rows, [f"{v:.3f}" for *_, v in deploy["worst_lookalikes"]], path=out / "worst_lookalikes.png")
 
 
 def _protocol(params: StudyParams, species: str, run: RunDir, embedder, splits, emb, labels, pairs, size: int,
@@ -169,6 +221,9 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
         cmc = bench.cmc(pq["first_rank"], 20)
         _draw(out, test, emb, pq, scores, pairs, fpr, tpr, rank, cmc, rob, f"{model} / {species}", seed)
 
+    with stages("deployment"):
+        deploy = _deployment(params, run, test, emb, labels, scores, pairs, tr_emb, train_idx.labels[tr_sel])
+        _draw_deployment(out, test, deploy, f"{model} / {species}")
     with stages("protocol"):
         proto = _protocol(params, species, run, embedder, splits, emb, labels, pairs, size, kw)
 
@@ -182,7 +237,7 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
                "n_images": int(len(labels)), "n_identities": int(len(np.unique(labels))), "retrieval": ret,
                "clustering": clu, "ranking": rank, "verification": ver, "triplets": tri, "overfitting": ovf,
                "robustness": rob, "open_set": opn, "ci95": ci, "cmc": cmc.tolist(), "curves": {"roc": _thin(fpr, tpr)},
-               "efficiency": _efficiency(embedder, run, size), "protocol": proto, "timings_s": stages.seconds}
+               "efficiency": _efficiency(embedder, run, size), "protocol": proto, "deployment": deploy, "timings_s": stages.seconds}
     atomic_write_json(out / "metrics.json", clean_nan(metrics))
     return metrics
 
@@ -233,3 +288,32 @@ def protocol_rows(metrics: dict) -> list[dict]:
                 yield {"part": part, "metric": k, "value": v}
 
     return list(flat(proto, ""))
+
+
+def deployment_summary(metrics: dict) -> str:
+    """The deployment block's answers in sentences (03_evaluate, the README)."""
+    d = metrics.get("deployment")
+    if not d:
+        return "No deployment figures in this metrics.json (evaluated before they existed)."
+    ks = d["smallest_k_within_1pt_of_k5"]
+    lines = ["- **Enrolment:** the smallest number of photos per pet whose open-set rank-1 is within 1 point of "
+             "the largest k measured: " + ", ".join(f"{k} matching by {h}" for h, k in ks.items() if k) + "."]
+    imp = {r["impostors"]: r for r in d["impostors"]}
+    if "random" in imp:
+        rest = [f"{n} {r['false_match_rate@recommended']:.3f}" for n, r in imp.items() if n != "random"]
+        lines.append(f"- **Look-alikes:** at the recommended threshold {d['recommended_threshold']:.2f}, random "
+                     f"impostors are accepted at {imp['random']['false_match_rate@recommended']:.3f}; "
+                     + "; ".join(rest) + ".")
+    for key, t in d["thresholds"].items():
+        if t["threshold"] is None:
+            lines.append(f"- **FAR {key}:** not measurable on validation (too few negative pairs).")
+        else:
+            lines.append(f"- **FAR {key}:** threshold {t['threshold']:.4f} (set on validation) accepts "
+                         f"{t['far']:.4f} [{t['far_ci95'][0]:.4f}, {t['far_ci95'][1]:.4f}] of strangers' pairs "
+                         f"on test and {t['tar']:.3f} [{t['tar_ci95'][0]:.3f}, {t['tar_ci95'][1]:.3f}] of the same pet's.")
+    g = d["gallery_growth"]
+    if g:
+        lines.append(f"- **Gallery growth:** from {g[0]['gallery_size']} to {g[-1]['gallery_size']} pets, the "
+                     f"false-alarm rate at the recommended threshold goes {g[0]['false_alarm_rate@recommended']:.3f} "
+                     f"-> {g[-1]['false_alarm_rate@recommended']:.3f}.")
+    return "\n".join(lines)

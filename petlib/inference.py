@@ -120,6 +120,7 @@ class ONNXPetRecognition:
         self.std = self.meta.get("std", data.IMAGENET_STD)
         t = self.meta.get("recommended_threshold")
         self.threshold = float(t) if isinstance(t, (int, float)) else None
+        self.far_thresholds = self.meta.get("far_thresholds") or {}
         self.input = self.sess.get_inputs()[0].name
         self.fingerprint = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
@@ -144,6 +145,7 @@ class TorchEmbedder:
         meta = run.deploy_metadata()
         self.image_size = int(image_size or meta["input_size"])
         self.mean, self.std, self.threshold = meta["mean"], meta["std"], meta["recommended_threshold"]
+        self.far_thresholds = meta.get("far_thresholds") or {}
         self.fingerprint = hashlib.sha256(run.file("pet_embedder.pt").read_bytes()).hexdigest()[:16]
         self._torch = torch
 
@@ -171,6 +173,19 @@ class PetRecognitionPipeline:
     @property
     def default_threshold(self) -> float:
         return self.embedder.threshold if self.embedder.threshold is not None else 0.5
+
+    def threshold_at_far(self, far: float) -> float:
+        """The threshold at which at most `far` of the validation strangers' pairs were accepted (the
+        model's metadata): "at most 1 in 1,000 strangers' pets" is `far=1e-3`."""
+        from .bench import FAR_KEYS
+
+        key = FAR_KEYS.get(far, f"{far:g}")
+        t = self.embedder.far_thresholds.get(key)
+        if t is None:
+            have = sorted(k for k, v in self.embedder.far_thresholds.items() if v is not None)
+            raise ValueError(f"the model's metadata has no threshold for FAR {key} (validation had too few "
+                             f"negative pairs, or the model predates the map); it has {have or 'none'}")
+        return float(t)
 
     def _faces(self, image) -> tuple[np.ndarray, list[Detection]]:
         img = _as_rgb(image)

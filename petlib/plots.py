@@ -188,3 +188,35 @@ def roc_det_overlay(curves: dict[str, dict], path=None):
     b.set_title("DET")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def enrolment_curves(rows: list[dict], key: str = "rank1", title: str = "", path=None):
+    """A figure per way of matching: `key` by photos enrolled per pet, with its 95% bootstrap band."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for how in dict.fromkeys(r["match"] for r in rows):
+        mine = sorted((r for r in rows if r["match"] == how), key=lambda r: r["k"])
+        k = [r["k"] for r in mine]
+        ax.plot(k, [r[key] for r in mine], marker="o", label=how)
+        ax.fill_between(k, [r[f"{key}_ci95"][0] for r in mine], [r[f"{key}_ci95"][1] for r in mine], alpha=0.15)
+    ax.set_xlabel("photos enrolled per pet (k)")
+    ax.set_ylabel(key)
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(sorted({r["k"] for r in rows}))
+    ax.legend(title="match by")
+    ax.set_title(f"Enrolment {title}")
+    return _save(fig, path)
+
+
+def gallery_growth(rows: list[dict], title: str = "", path=None):
+    """FNIR at FPIR and the false-alarm rate at the recommended threshold by gallery size (log x)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    n = [r["gallery_size"] for r in rows]
+    for key in [k for k in rows[0] if k.startswith("fnir@") or k.startswith("false_alarm")] if rows else []:
+        ax.plot(n, [r[key] for r in rows], marker="o", label=key)
+    ax.set_xscale("log")
+    ax.set_xlabel("pets in the gallery")
+    ax.set_ylabel("rate")
+    ax.set_ylim(0, 1.02)
+    ax.legend()
+    ax.set_title(f"Gallery growth {title}")
+    return _save(fig, path)

@@ -31,6 +31,7 @@ def summary(history: dict) -> dict:
     return {"best_epoch": best["epoch"] if best else None,
             "val_accuracy": best["val"]["accuracy"] if best else None,
             "val_threshold": best["val"]["threshold"] if best else None,
+            "val_far_thresholds": best["val"].get("far_thresholds") if best else None,
             "untrained_val_accuracy": (history.get("untrained_val") or {}).get("accuracy"),
             "images_per_s": float(np.median([e["images_per_s"] for e in history["epochs"]])),
             "train_time_s": float(sum(e["train_time_s"] for e in history["epochs"]))}
@@ -125,11 +126,13 @@ class RunDir:
 
     def deploy_metadata(self) -> dict:
         """What an app needs to use the embedder, written into every exported format: preprocessing
-        (design §7.3), embedding size, architecture, the validation threshold and the data fingerprint."""
+        (design §7.3), embedding size, architecture, the validation thresholds (accuracy-maximising, and
+        per false-accept rate: {"1e-2": t, "1e-3": t, "1e-4": t or null}) and the data fingerprint."""
         cfg = self._config
         hist = self.path / "history.json"
-        threshold = summary(json.loads(hist.read_text()))["val_threshold"] if hist.is_file() else None
+        s = summary(json.loads(hist.read_text())) if hist.is_file() else {}
         return {"input_size": cfg["image_size"], "channel_order": cfg["channel_order"], "layout": "NCHW",
                 "mean": cfg["mean"], "std": cfg["std"], "scale": "1/255", "embedding_dim": cfg["embedding_dim"],
-                "backbone": cfg["backbone"], "recommended_threshold": threshold,
+                "backbone": cfg["backbone"], "recommended_threshold": s.get("val_threshold"),
+                "far_thresholds": s.get("val_far_thresholds"),
                 "data_fingerprint": cfg["data_fingerprint"]}

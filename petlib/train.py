@@ -258,12 +258,15 @@ def stop_on_signals(ck: Checkpoints):
 
 # --------------------------------------------------------------------------- the loop
 def validate(s: Setup) -> dict:
-    """Design §5.4: embed the images the val pairs use, score the pairs by cosine, sweep the threshold."""
+    """Design §5.4: embed the images the val pairs use, score the pairs by cosine, sweep the threshold;
+    and the thresholds by false-accept rate over every impostor pair of those images."""
     used = np.unique(s.pairs[:, :2])
     emb = embed_images(s.model.embedder, [s.val_idx.paths[i] for i in used], s.config["image_size"], **s.eval_kw)
     pos = np.zeros(int(used.max()) + 1, np.int64)
     pos[used] = np.arange(len(used))
-    return bench.best_threshold(bench.pair_scores(emb, pos[s.pairs[:, :2]]), s.pairs[:, 2])
+    scores = bench.pair_scores(emb, pos[s.pairs[:, :2]])
+    impostors = bench.impostor_scores(emb, s.val_idx.labels[used])
+    return {**bench.best_threshold(scores, s.pairs[:, 2]), "far_thresholds": bench.far_thresholds(impostors)}
 
 
 def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor, tp, epoch: int, step: int, out: Path) -> float:

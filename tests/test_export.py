@@ -104,6 +104,7 @@ def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
 def test_every_format_carries_the_same_metadata(exported, trained_ci):
     out = trained_ci.out("exports", "mnv3-cat")
     want = exported["metadata"]
+    assert want["far_thresholds"]["1e-2"] is not None, "the FAR -> threshold map travels with every format"
     for fmt in export.FORMATS.values():
         got = export.read_metadata(out / fmt.file_name)
         name = fmt.file_name

@@ -95,3 +95,30 @@ def test_cli_register_recognize_compare(trained_ci, split, tmp_path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"junk")
     assert main(["recognize", str(tmp_path / "bad.npz"), str(split.paths[0]), "--embedder", emb]) == 2
     assert "bad.npz" in capsys.readouterr().err
+
+
+def test_far_thresholds_reach_the_app(trained_ci, split, capsys):
+    """Validation's FAR -> threshold map is in the run's metadata, the ONNX file's and the pipeline's;
+    `--far` uses it, and a FAR validation could not measure is one clear error."""
+    import json
+
+    from petlib.bench import far_thresholds
+    from petlib.cli import main
+    from petlib.inference import PetRecognitionPipeline
+    from petlib.run import RunDir, best_val_epoch
+
+    run = RunDir(trained_ci.run_dir("mnv3", "cat"))
+    best = best_val_epoch(run.history())
+    meta = run.deploy_metadata()
+    assert meta["far_thresholds"] == best["val"]["far_thresholds"]
+    assert meta["far_thresholds"]["1e-2"] is not None and meta["far_thresholds"]["1e-4"] is None  # 200 negatives
+    assert set(far_thresholds(np.zeros(3))) == set(meta["far_thresholds"])
+    onnx = str(run.file("pet_embedder.onnx"))
+    pipe = PetRecognitionPipeline("none", onnx)
+    assert pipe.threshold_at_far(1e-2) == meta["far_thresholds"]["1e-2"]
+    assert main(["compare", str(split.paths[0]), str(split.paths[1]), "--embedder", onnx, "--far", "1e-2"]) == 0
+    assert f"threshold {meta['far_thresholds']['1e-2']:.4f}, FAR 0.01 on validation" in capsys.readouterr().out
+    assert main(["compare", str(split.paths[0]), str(split.paths[1]), "--embedder", onnx, "--far", "1e-4"]) == 2
+    err = capsys.readouterr().err
+    assert "no threshold for FAR 1e-4" in err and "1e-2" in err and len(err.strip().splitlines()) == 1
+    assert json.loads(json.dumps(meta)) == meta

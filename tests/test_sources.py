@@ -195,6 +195,26 @@ def test_table_split_and_bbox(make_params, tmp_path, faces):
     assert sum(len(s.paths) for s in d.splits.values()) == len(rows)
 
 
+def test_table_in_parquet_reads_like_csv(make_params, tmp_path, faces):
+    """The same frame as Parquet (boxes as lists, as wildlife-datasets keeps them) gives the same split."""
+    import pandas as pd
+
+    table = write_table(tmp_path / "wild", faces["cat"])
+    df = pd.read_csv(table, keep_default_na=False)
+    df["bbox"] = [[20, 10, 64, 64] if b else None for b in df["bbox"]]
+    df.to_parquet(tmp_path / "wild" / "metadata.parquet")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = data.prepare_species(_params(make_params, tmp_path / "a", {"source": "table", "tables": {"cat": str(table)}},
+                                     ["cat"]), "cat", progress=False)
+    b = data.prepare_species(_params(make_params, tmp_path / "b", {"source": "table", "tables": {
+        "cat": str(tmp_path / "wild" / "metadata.parquet")}}, ["cat"]), "cat", progress=False)
+    for split in ("train", "val", "test"):
+        assert a.splits[split].identities == b.splits[split].identities
+        assert [data.load_image(x).shape for x in a.splits[split].paths] == \
+            [data.load_image(x).shape for x in b.splits[split].paths]
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.replace("identity,", "ident,", 1), r"metadata\.csv: missing column 'identity'"),
     (lambda t: t.replace(",train,", ",training,", 1), r"metadata\.csv:2: column 'split' must be one of"),
