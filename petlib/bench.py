@@ -570,6 +570,16 @@ def rates_at(scores: np.ndarray, is_same: np.ndarray, threshold: float) -> dict:
             "far": float((s[~y] >= threshold).mean()) if (~y).any() else math.nan}
 
 
+def _ci95(boot: np.ndarray) -> np.ndarray:
+    """(2, columns) 2.5th and 97.5th percentiles of bootstrap draws, NaN for a column never measurable."""
+    out = np.full((2, boot.shape[1] if boot.ndim == 2 else 0), np.nan)
+    for c in range(out.shape[1]):
+        v = boot[:, c][np.isfinite(boot[:, c])]
+        if len(v):
+            out[:, c] = np.percentile(v, [2.5, 97.5])
+    return out
+
+
 def thresholds_on_test(thresholds: dict, scores: np.ndarray, is_same: np.ndarray, n_boot: int = 200,
                        seed: int = 42) -> dict:
     """TAR and FAR on test pairs at each validation threshold, with 95% bootstrap intervals (pairs resampled)."""
@@ -583,7 +593,7 @@ def thresholds_on_test(thresholds: dict, scores: np.ndarray, is_same: np.ndarray
             continue
         r = rates_at(s, y, t)
         boot = np.array([[v for v in rates_at(s[d], y[d], t).values()] for d in draws])
-        ci = np.nanpercentile(boot, [2.5, 97.5], axis=0) if n_boot else np.full((2, 2), np.nan)
+        ci = _ci95(boot) if n_boot else np.full((2, 2), np.nan)
         out[key] = {"threshold": t, **r, "tar_ci95": ci[:, 0].tolist(), "far_ci95": ci[:, 1].tolist()}
     return out
 
@@ -647,7 +657,7 @@ def enrolment(emb: np.ndarray, labels: np.ndarray, ks=(1, 2, 3, 4, 5), hows=("ma
                 n = np.concatenate([np.flatnonzero(sp["nonmated_identity"] == s)
                                     for s in rng.choice(strangers, len(strangers))])
                 boot.append(_open_set_figures(ms[m], sp["truth"][m], ns[n], far))
-            lo, hi = (np.nanpercentile(np.array(boot), [2.5, 97.5], axis=0) if boot else np.full((2, 2), np.nan))
+            lo, hi = _ci95(np.array(boot)) if boot else np.full((2, 2), np.nan)
             rows.append({"k": k, "match": how, "n_identities": n_id, "n_mated": int(len(sp["mated"])),
                          "n_nonmated": int(len(sp["nonmated"])), "rank1": rank1,
                          f"dir@far={FAR_KEYS.get(far, far)}": dir_, "rank1_ci95": [lo[0], hi[0]],

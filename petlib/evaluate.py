@@ -295,9 +295,12 @@ def deployment_summary(metrics: dict) -> str:
     d = metrics.get("deployment")
     if not d:
         return "No deployment figures in this metrics.json (evaluated before they existed)."
-    ks = d["smallest_k_within_1pt_of_k5"]
+    ks, enrol = d["smallest_k_within_1pt_of_k5"], d["enrolment"]
+    top = max(enrol, key=lambda r: r["k"]) if enrol else None
     lines = ["- **Enrolment:** the smallest number of photos per pet whose open-set rank-1 is within 1 point of "
-             "the largest k measured: " + ", ".join(f"{k} matching by {h}" for h, k in ks.items() if k) + "."]
+             "the largest k measured: " + ", ".join(f"{k} matching by {h}" for h, k in ks.items() if k) + "."
+             + (f" k = {top['k']} rests on {top['n_identities']} pets with {top['k'] + 1}+ photos: too few to decide "
+                "(see the bands)." if top and top["n_identities"] < 20 else "")]
     imp = {r["impostors"]: r for r in d["impostors"]}
     if "random" in imp:
         rest = [f"{n} {r['false_match_rate@recommended']:.3f}" for n, r in imp.items() if n != "random"]

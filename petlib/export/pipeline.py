@@ -48,7 +48,7 @@ def _failed(fmt: Format, e: Exception) -> dict:
 
 def convert_all(ctx: ConvertContext, formats: list[Format], out: Path, progress: bool = False):
     """Phase 1. Returns ({id: [(label, path), ...]} of converted files, {id: [row]} of skipped/failed)."""
-    from tqdm.auto import tqdm
+    from ..progress import bar as tqdm
 
     converted: dict[str, list[tuple[str, Path]]] = {}
     rows: dict[str, list[dict]] = {}
@@ -104,7 +104,7 @@ def _check_one(f: Format, files: list[tuple[str, Path]], ctx: ConvertContext, ts
 def check_all(ctx: ConvertContext, ts: TestSet, formats: list[Format], converted: dict, rows: dict, out: Path,
               progress: bool = False) -> list[dict]:
     """Phase 2: the PyTorch reference row, then every converted file in its runtime, in format order."""
-    from tqdm.auto import tqdm
+    from ..progress import bar as tqdm
 
     threads = (1, torch.get_num_threads())
     ref_path = ctx.run.file("pet_embedder.pt")
