@@ -301,9 +301,9 @@ def deployment_summary(metrics: dict) -> str:
              "the largest k measured: " + ", ".join(f"{k} matching by {h}" for h, k in ks.items() if k) + "."
              + (f" k = {top['k']} rests on {top['n_identities']} pets with {top['k'] + 1}+ photos: too few to decide "
                 "(see the bands)." if top and top["n_identities"] < 20 else "")
-             + " Only pets with at least k + 1 photos take part at each k, so the gallery shrinks as k grows, which by "
-               "itself makes rank-1 easier: compare the rules within a k, and k against k with the n_identities "
-               "column in view."]
+             + " Only pets with at least k + 1 photos take part at each k, so the gallery shrinks as k grows, "
+               "which by itself makes rank-1 easier: compare the rules within a k, and k against k with the "
+               "n_identities column in view."]
     imp = {r["impostors"]: r for r in d["impostors"]}
     if "random" in imp:
         rest = [f"{n} {r['false_match_rate@recommended']:.3f}" for n, r in imp.items() if n != "random"]
