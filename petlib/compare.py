@@ -258,3 +258,29 @@ def published_markdown(benchmark: str, metrics: dict[str, dict]) -> str:
     return (f"**Published figures ({benchmark}): published, not re-run here.** Each comes from the source in "
             f"its row; ours beside it is measured the same way, on our test split of the same data set.\n\n"
             + "\n".join(lines))
+
+
+DEPLOYMENT_COLUMNS = [  # (column, path in metrics.json)
+    ("threshold (accuracy)", ("deployment", "recommended_threshold")),
+    ("threshold FAR 1e-3", ("deployment", "thresholds", "1e-3", "threshold")),
+    ("test FAR at it", ("deployment", "thresholds", "1e-3", "far")),
+    ("test TAR at it", ("deployment", "thresholds", "1e-3", "tar")),
+]
+
+
+def deployment_table(metrics: dict[str, dict]) -> pd.DataFrame:
+    """The deployment answers of each evaluation side by side (not ranked: each row is its own test set's
+    and its own model's threshold): thresholds by FAR, false matches by kind of impostor, rank-1 with one
+    enrolled photo, and FNIR at the recommended threshold in the largest gallery."""
+    rows = []
+    for name, m in metrics.items():
+        d = m.get("deployment") or {}
+        row = {"model": name, "species": m["species"], **{c: _get(m, p) for c, p in DEPLOYMENT_COLUMNS}}
+        for r in d.get("impostors", []):
+            row[f"false matches: {r['impostors']}"] = r["false_match_rate@recommended"]
+        one = [r for r in d.get("enrolment", []) if r["k"] == 1 and r["match"] == "max"]
+        row["open-set rank-1, 1 photo"] = one[0]["rank1"] if one else None
+        growth = d.get("gallery_growth") or []
+        row["FNIR, largest gallery"] = growth[-1]["fnir@recommended"] if growth else None
+        rows.append(row)
+    return pd.DataFrame(rows)

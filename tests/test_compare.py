@@ -99,3 +99,18 @@ def test_compare_of_metrics_files_imports_no_torch(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "metrics.json: not found" in r.stderr
+
+
+def test_deployment_table_reads_each_models_block():
+    a = _fake_metrics(0.8, None, 0.1, 1)
+    a["deployment"] = {"recommended_threshold": 0.7, "thresholds": {"1e-3": {"threshold": 0.95, "far": 0.001, "tar": 0.4}},
+                       "impostors": [{"impostors": "random", "false_match_rate@recommended": 0.05},
+                                     {"impostors": "nearest impostor", "false_match_rate@recommended": 0.6}],
+                       "enrolment": [{"k": 1, "match": "mean", "rank1": 0.1}, {"k": 1, "match": "max", "rank1": 0.3}],
+                       "gallery_growth": [{"fnir@recommended": 0.2}, {"fnir@recommended": 0.5}]}
+    b = _fake_metrics(0.7, None, 0.2, 1, species="dog")  # evaluated before the block existed
+    t = compare.deployment_table({"A": a, "B": b}).set_index("model")
+    assert t.loc["A", "threshold FAR 1e-3"] == 0.95 and t.loc["A", "test TAR at it"] == 0.4
+    assert t.loc["A", "false matches: nearest impostor"] == 0.6 and t.loc["A", "open-set rank-1, 1 photo"] == 0.3
+    assert t.loc["A", "FNIR, largest gallery"] == 0.5
+    assert t.loc["B"].drop("species").isna().all() and t.loc["B", "species"] == "dog"
