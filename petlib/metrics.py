@@ -25,7 +25,8 @@ metrics.json schema (`petface-metrics/1`); every rate is a fraction in [0, 1]:
   protocol:     null, or the data set's own protocol (petlib.protocols), at the run's validation threshold:
                 petface: {name, family, verification {n_pairs, pairs_dropped, roc_auc_petface (negative
                   scores set to 0 first, as PetFace's compute_auc.py), roc_auc, eer, tar@far=..,
-                  val_threshold, accuracy_at_val_threshold}, reidentification {n_queries, n_classes,
+                  val_threshold, accuracy_at_val_threshold}, reidentification {n_queries, n_dropped (photos of animals
+                  without training photos), n_classes,
                   arcface_centres {top1, top5}, nearest_training_image {top1, top5}}}
                 dogfacenet: {name, verification {as above, on the test identities' pairs},
                   one_shot {n_gallery, n_probes, rank1, rank5}}

@@ -39,11 +39,15 @@ def petface(embedder, centres: np.ndarray, splits: dict, proto: dict, threshold:
     reid, train = splits.get("reid"), splits["train"]
     if reid is not None and len(reid.paths):
         cls = {n: i for i, n in enumerate(train.identities)}
-        truth = np.array([cls[reid.identities[int(l)]] for l in reid.labels])
-        q = embed_images(embedder, reid.paths, size, **kw)
+        # an animal whose training photos the scan skipped has no class: its re-id photos cannot be scored
+        keep = [i for i, l in enumerate(reid.labels) if reid.identities[int(l)] in cls]
+        truth = np.array([cls[reid.identities[int(reid.labels[i])]] for i in keep], dtype=np.int64)
+        if not keep:
+            return {**out, "reidentification": {"n_queries": 0, "n_dropped": int(len(reid.paths))}}
+        q = embed_images(embedder, [reid.paths[i] for i in keep], size, **kw)
         g = embed_images(embedder, train.paths, size, **kw)
         out["reidentification"] = {
-            "n_queries": int(len(truth)), "n_classes": int(len(cls)),
+            "n_queries": int(len(truth)), "n_dropped": int(len(reid.paths) - len(keep)), "n_classes": int(len(cls)),
             "arcface_centres": bench.topk_identification(q @ centres.T, truth),
             "nearest_training_image": bench.topk_identification(
                 bench.class_max_scores(q, g, train.labels, len(cls)), truth)}
