@@ -102,7 +102,7 @@ def _export(a) -> int:
     run = RunDir(a.run_dir)
     p = run.params()
     _pin(p)
-    from .export import export_run
+    from .export import export_run, int8_summary
 
     out = Path(a.out) if a.out else p.out("exports", f"{run.model}-{run.species}")
     r = export_run(p, run.model, run.species, formats=a.formats, out_dir=out, run_dir=run.path, progress=True)
@@ -113,6 +113,8 @@ def _export(a) -> int:
             print(f"{row['label']}: {row['bytes'] / 1e6:.2f} MB; {parity}")
         else:
             print(f"{row['label']}: {row['status']}: {row['reason']}")
+    if "int8_search" in r:
+        print(int8_summary(r))
     print(f"written: {out}/ (export.json holds the full table)")
     return 0 if all(row["status"] != "failed" for row in r["rows"]) else 1
 

@@ -58,12 +58,14 @@ class DataParams:
     split/ (petface), or the folder a table's paths are relative to (table; default: the table's folder).
     `tables`: per species, a CSV or Parquet table (table). `identity_lists`: `{train: FILE, test: FILE}`
     pins which identities go where (one species). `benchmark`: the published data set these images are,
-    for its protocol and published figures (petface is implied by the petface source)."""
+    for its protocol and published figures (petface is implied by the petface source). `lookalike_column`:
+    a table column (breed, colour) whose sharers are the look-alike impostors of 03_evaluate."""
     source: str = "synth"
     roots: dict[str, str] = field(default_factory=dict)
     tables: dict[str, str] = field(default_factory=dict)
     identity_lists: dict[str, str] = field(default_factory=dict)
     benchmark: str = ""
+    lookalike_column: str = ""
     species: list[str] = field(default_factory=lambda: ["cat", "dog"])
     synth_dir: str = "outputs/data"
     synth: SynthParams = field(default_factory=SynthParams)
@@ -84,6 +86,8 @@ class DataParams:
             if self.benchmark not in ("", "petface"):
                 raise ParamsError(f"{where}: data.benchmark is 'petface' with the petface source, got {self.benchmark!r}")
             self.benchmark = "petface"
+        if self.lookalike_column and self.source != "table":
+            raise ParamsError(f"{where}: data.lookalike_column names a table column; data.source is {self.source!r}")
         if self.identity_lists:
             if sorted(self.identity_lists) != ["test", "train"]:
                 raise ParamsError(f"{where}: data.identity_lists needs exactly the keys train and test, "
@@ -189,6 +193,11 @@ class ExportParams:
     """What `05_export` converts (design §8.3: a chosen list of formats for a chosen embedder)."""
     runs: list[str] = field(default_factory=list)  # "model-species" runs to export; empty: every run
     formats: list[str] = field(default_factory=list)  # registry ids (petlib.export.FORMATS); empty: all
+    int8_max_mb: float = 2.0  # the phone goal (design §1): an INT8 candidate over it is never shipped
+
+    def validate(self, where: str) -> None:
+        if not self.int8_max_mb > 0:
+            raise ParamsError(f"{where}: export.int8_max_mb must be positive, got {self.int8_max_mb}")
 
 
 @dataclass
@@ -223,6 +232,7 @@ class StudyParams:
             unknown = [r for r in named if r not in runs]
             if unknown:
                 raise ParamsError(f"{where}: {key} names {unknown}, which this study does not train; runs: {runs}")
+        self.export.validate(where)
         from .export.registry import FORMATS  # torch-free
 
         unknown = [f for f in self.export.formats if f not in FORMATS]

@@ -5,7 +5,6 @@ and writes `metrics.json` (schema in `petlib.metrics`) into the evaluation direc
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from pathlib import Path
 
@@ -72,14 +71,6 @@ REPEAT_KEYS = [("retrieval", "recall@1"), ("retrieval", "recall@5"), ("retrieval
                ("clustering", "purity")]
 
 
-def _families(params: StudyParams, test) -> np.ndarray | None:
-    """Each test identity's look-alike family where the data records one (the synthetic set: identities
-    i // synth.lookalike_family share fur colour and pattern); None otherwise."""
-    if params.data.source != "synth":
-        return None
-    return np.array([int(re.sub(r"\D", "", n)) // max(params.data.synth.lookalike_family, 1) for n in test.identities])
-
-
 def _family_scores(emb: np.ndarray, labels: np.ndarray, family: np.ndarray) -> np.ndarray:
     """Similarities of every pair of photos of two different pets of the same look-alike family."""
     fam = family[labels]
@@ -100,9 +91,9 @@ def _deployment(params: StudyParams, run: RunDir, test, emb, labels, scores, pai
     enrol = bench.enrolment(emb, labels, n_boot=ev.n_bootstrap, seed=seed)
     nn_idx, nn_sim = bench.nearest_impostors(emb, labels)
     lookalike = {"nearest impostor": nn_sim}
-    family = _families(params, test)
-    if family is not None:
-        lookalike["same look-alike family"] = _family_scores(emb, labels, family)
+    families = data.lookalike_families(params, run.species, test.identities)
+    if families is not None:
+        lookalike[f"same {families[0]}"] = _family_scores(emb, labels, families[1])
     first = np.unique(tr_labels, return_index=True)[1]
     worst = np.argsort(-nn_sim, kind="stable")[:6]
     return {"recommended_threshold": threshold,

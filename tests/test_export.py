@@ -44,9 +44,33 @@ def test_rows_have_stable_ids_and_roles(exported):
     shipped = [r["id"] for r in rows if r["role"] == "shipped"]
     assert shipped == list(export.FORMATS)  # one shipped row per format, in registry order
     cands = [r for r in rows if r["role"] == "candidate"]
-    assert {r["id"] for r in cands} == {"onnx_int8"} and len(cands) == 2
-    kept = next(r for r in rows if r["id"] == "onnx_int8" and r["role"] == "shipped")
-    assert kept["mean_cosine"] == max(r["mean_cosine"] for r in cands)
+    assert [r["id"] for r in cands] == ["onnx_int8"] and cands[0]["label"].startswith("ONNX INT8 (before the search")
+
+
+def test_int8_search_is_on_validation_and_ships_its_pick(exported, trained_ci):
+    """Every stage ran; the kept candidate is under the cap and, if it keeps the task on validation, no
+    other candidate under the cap that keeps it is more faithful; the shipped file is that candidate."""
+    search, rows = exported["int8_search"], exported["int8_search"]["rows"]
+    assert [r["stage"] for r in rows][:12] == ["calibration and weights"] * 12
+    assert {r["stage"] for r in rows} == {"calibration and weights", "calibration set size", "fp32 nodes"}
+    kept = [r for r in rows if r["kept"]]
+    assert len(kept) == 1 and kept[0]["under_cap"] and kept[0]["setting"] == search["kept"]
+    if kept[0]["loss_points"] <= 1.0:
+        rivals = [r for r in rows if r["under_cap"] and r["loss_points"] <= 1.0]
+        assert kept[0]["mean_cosine"] == max(r["mean_cosine"] for r in rivals)
+    for r in rows:
+        drops = [-r[f"{m}delta_{k}"] for m in ("", "simulated_") for k in ("verification_accuracy", "recall@1",
+                                                                            "tar@far=1e-3")]
+        assert r["loss_points"] == pytest.approx(max(0.0, *drops) * 100, abs=1e-3)
+    shipped = next(r for r in exported["rows"] if r["id"] == "onnx_int8" and r["role"] == "shipped")
+    assert shipped["label"] == f"ONNX INT8 (kept: {search['kept']})"
+    assert shipped["bytes"] <= trained_ci.export.int8_max_mb * 1e6
+    test = search["test"]
+    assert test["mean_cosine"] == pytest.approx(shipped["mean_cosine"], abs=1e-6)  # the same file, on test
+    assert test["recall_change"]["queries"] > 0
+    assert "queries lost their rank-1 match" in export.int8_summary(exported)
+    table = export.int8_search_table(exported)
+    assert len(table) == len(rows) and table["kept"].sum() == 1
 
 
 def test_onnx_int8_torchscript_parity_and_metadata(exported, trained_ci):
@@ -97,7 +121,14 @@ def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
                                        "ORT fp32 ms (b1, 1 thread)": 0.43}
     assert export.headline({"rows": result["rows"][:1] + result["rows"][5:]}) == {"formats checked": "0/2"}
     assert "no checked INT8" in export.int8_summary({"rows": result["rows"][:4]})  # INT8 failed: no StopIteration
-    assert export.int8_summary(result).startswith("INT8: 1.97 MB (3.5x smaller than fp32)")
+    deltas = {f"{m}delta_{k}": d for m in ("", "simulated_") for k, d in
+              (("verification_accuracy", -0.008), ("recall@1", 0.01), ("tar@far=1e-3", -0.02))}
+    result["int8_search"] = {"kept": "MinMax, 256 images, per-tensor", "test": {
+        **deltas, "loss_points": 2.0, "recall_change": {"queries": 100, "lost": 3, "gained": 4, "ci95_points": [-2, 4]}}}
+    got = export.int8_summary(result)
+    assert got.startswith("INT8 (MinMax, 256 images, per-tensor): 1.97 MB, 3.5x smaller than fp32."), got
+    assert "recall@1 +1.00 (+1.00 simulated)" in got and "does NOT keep the task" in got
+    assert "3 of 100 queries lost their rank-1 match and 4 gained one" in got
 
 
 @needs_converters

@@ -86,7 +86,8 @@ def write_table(root: Path, faces: dict) -> Path:
             (root / "photos").mkdir(parents=True, exist_ok=True)
             Image.fromarray(canvas).save(root / rel)
             rows.append({"image_id": f"{name}-{n}", "identity": name, "path": rel, "split": split,
-                         "bbox": "[20, 10, 64, 64]" if n % 2 == 0 else "", "species": "cat", "date": "2024-05-01"})
+                         "bbox": "[20, 10, 64, 64]" if n % 2 == 0 else "", "species": "cat", "date": "2024-05-01",
+                         "breed": "" if k == 20 else f"breed{k // 2}"})
     table = root / "metadata.csv"
     with open(table, "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
@@ -235,6 +236,33 @@ def test_table_row_naming_a_missing_file_is_skipped(make_params, tmp_path, faces
     assert any("metadata.csv:5 names a file that does not exist" in why for _, why in d.index.skipped)
 
 
+def test_table_lookalike_column_gives_each_identity_its_family(make_params, tmp_path, faces):
+    """Identities sharing a breed share a family; one without a breed is in a family of its own."""
+    table = write_table(tmp_path / "wild", faces["cat"])
+    p = _params(make_params, tmp_path, {"source": "table", "tables": {"cat": str(table)}, "lookalike_column": "breed"},
+                ["cat"])
+    test = data.prepare_species(p, "cat", progress=False).splits["test"]
+    breed = {r["identity"]: r["breed"] for r in csv.DictReader(open(table))}
+    name, fam = data.lookalike_families(p, "cat", test.identities)
+    assert name == "breed"
+    for i, a in enumerate(test.identities):
+        for j, b in enumerate(test.identities):
+            same = bool(breed[a]) and breed[a] == breed[b]
+            assert (fam[i] == fam[j]) == (same or i == j), (a, b)
+    assert any(not breed[a] for a in test.identities) and any(
+        breed[a] == breed[b] for a in test.identities for b in test.identities if a != b and breed[a])
+    p.data.lookalike_column = "colour"
+    with pytest.raises(DataError, match=r"metadata\.csv: data\.lookalike_column names 'colour', which the table lacks"):
+        data.lookalike_families(p, "cat", test.identities)
+
+
+def test_lookalike_column_needs_a_table(make_params, tmp_path):
+    from petlib.config import ParamsError
+
+    with pytest.raises(ParamsError, match="data.lookalike_column names a table column; data.source is 'synth'"):
+        _params(make_params, tmp_path, {"lookalike_column": "breed"}, ["cat"])
+
+
 # ------------------------------------------------------------------ protocol metrics
 def test_petface_auc_clips_negative_scores_like_compute_auc():
     scores = np.array([0.9, -0.2, 0.4, -0.5, 0.1, -0.1])
@@ -304,7 +332,8 @@ def test_study_runs_on_each_source(make_params, tmp_path, faces, source):
         cfg, sp = {"source": "folders", "benchmark": "dogfacenet", "roots": {"dog": str(root)},
                    "identity_lists": {"train": str(tr), "test": str(te)}}, "dog"
     else:
-        cfg, sp = {"source": "table", "tables": {"cat": str(write_table(tmp_path / "wild", faces["cat"]))}}, "cat"
+        cfg, sp = {"source": "table", "tables": {"cat": str(write_table(tmp_path / "wild", faces["cat"]))},
+                   "lookalike_column": "breed"}, "cat"
     p = _params(make_params, tmp_path, cfg, [sp], notebooks=["01_data", "02_train", "03_evaluate", "04_compare"],
                 eval={"n_rank_pairs": 400, "n_triplets": 400, "n_overfit": 40, "n_robustness": 10, "n_bootstrap": 5})
     logs = []
@@ -322,3 +351,5 @@ def test_study_runs_on_each_source(make_params, tmp_path, faces, source):
         assert "published, not re-run here" in page and "PRICAI 2019" in page
     else:
         assert m["protocol"] is None and "No published figures" in page
+        kinds = [r["impostors"] for r in m["deployment"]["impostors"]]
+        assert kinds == ["random", "nearest impostor", "same breed"], kinds

@@ -2,8 +2,11 @@
 protocol file that later notebooks read."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ..io import atomic_write_json
 from . import sources
@@ -39,6 +42,23 @@ def list_source(params, species: str, progress: bool = True) -> sources.Listing:
         synth.generate(root, species, n_identities=s.n_identities, image_size=s.image_size, seed=s.seed,
                        family=s.lookalike_family, progress=progress)
     return list_identity_folders(root)
+
+
+def lookalike_families(params, species: str, identities: list[str]) -> tuple[str, np.ndarray] | None:
+    """(what the look-alikes share, a family code per identity) where the data records one: the synthetic
+    set (identities i // synth.lookalike_family share fur colour and pattern), or a table's
+    `data.lookalike_column`. Identities without a value get a family of their own. None otherwise."""
+    d = params.data
+    if d.source == "synth":
+        return "look-alike family", np.array([int(re.sub(r"\D", "", n)) // max(d.synth.lookalike_family, 1)
+                                              for n in identities])
+    if d.source == "table" and d.lookalike_column:
+        attr = sources.table_attribute(Path(d.tables[species]), species, d.lookalike_column)
+        values = sorted({v for v in attr.values()})
+        code = {v: i for i, v in enumerate(values)}
+        return d.lookalike_column, np.array([code[attr[n]] if n in attr else len(values) + i
+                                             for i, n in enumerate(identities)])
+    return None
 
 
 def _assign(params, index: IdentityIndex, listing: sources.Listing) -> dict[Path, str]:

@@ -228,6 +228,24 @@ def table(path: Path, image_root: Path, species: str, out: Path) -> Listing:
     return Listing(out, candidates, split_of if "split" in df.columns else None, skipped)
 
 
+def table_attribute(path: Path, species: str, column: str) -> dict[str, str]:
+    """Each identity's value of `column` (a breed or colour: what look-alike pets share), under its table
+    name and its folder name; the most frequent non-empty value where an identity's rows disagree."""
+    df = _read_table(path)
+    if column not in df.columns:
+        raise DataError(f"{path}: data.lookalike_column names {column!r}, which the table lacks "
+                        f"(columns: {list(df.columns)})")
+    if "species" in df.columns:
+        df = df[df["species"].astype(str) == species]
+    values = df[column].astype(str).str.strip()
+    df = df.assign(_v=values)[(values != "") & (values.str.lower() != "nan")]
+    out = {}
+    for ident, v in df.groupby(df["identity"].astype(str))["_v"]:
+        counts = v.value_counts()
+        out[ident] = out[_safe(ident)] = sorted(counts[counts == counts.max()].index)[0]
+    return out
+
+
 def _link(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_symlink() and os.readlink(dest) == str(src.resolve()):

@@ -5,7 +5,7 @@ Importing this package imports no torch: the CLI takes its choices from the regi
 names are loaded on first use."""
 from .registry import EXPORT_INSTALL, FORMATS, Format, converter_available, read_metadata
 
-_LAZY = {"export_run": "pipeline", "headline": "pipeline", "int8_summary": "pipeline",
+_LAZY = {"export_run": "pipeline", "headline": "pipeline", "int8_summary": "pipeline", "int8_search_table": "pipeline",
          "ExportError": "tools", "ConvertContext": "tools"}
 
 __all__ = ["EXPORT_INSTALL", "FORMATS", "Format", "converter_available", "read_metadata", *_LAZY]

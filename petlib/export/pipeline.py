@@ -11,21 +11,24 @@ Rows have stable fields: `id` (the registry key, or `pytorch`), `label`, `role` 
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import bench, data, reproducible
 from ..embed import preprocess_images
 from ..io import atomic_write_json
 from ..latency import torch_runner
+from ..onnx_file import onnx_runner as runner
 from ..run import RunDir
-from .measure import TestSet, latencies, make_test_set, measure
+from . import int8
+from .measure import TASK_KEYS, TestSet, latencies, make_test_set, measure, run_batched
 from .registry import EXPORT_INSTALL, FORMATS, Format
 from .tools import ConvertContext
 
-CALIBRATION_IMAGES = 256
+CALIBRATION_IMAGES = 1024  # the largest calibration set the INT8 search tries (`int8.CALIBRATION_SIZES`)
+VALIDATION_IMAGES = 1000  # INT8 candidates are scored on at most this many validation images, whole identities
 
 
 def _size(path: Path) -> int:
@@ -90,15 +93,9 @@ def _check_one(f: Format, files: list[tuple[str, Path]], ctx: ConvertContext, ts
         m = measure(lambda th, p=path: f.fn("runner")(p, th), ts, ctx.image_size, threads, f.batches, set_threads)
         rows.append(_row(f, label, path, bytes=_size(path), runtime=f.runtime, **m,
                          **({"note": f.note} if f.note else {})))
-    if len(files) == 1:
-        return rows
-    # Candidates: ship the one closest to PyTorch (mean cosine, i.e. fidelity, not a lucky task delta).
-    for r in rows:
+    for r in rows[1:]:  # the converter ships the first file; the others are shown beside it
         r["role"] = "candidate"
-    best, (label, path) = max(zip(rows, files), key=lambda c: c[0]["mean_cosine"])
-    shutil.copyfile(path, out / f.file_name)
-    kind = label[len(f.label):].strip(" ()")
-    return rows + [{**best, "label": f"{f.label} (kept: {kind})", "role": "shipped", "file": f.file_name}]
+    return rows
 
 
 def check_all(ctx: ConvertContext, ts: TestSet, formats: list[Format], converted: dict, rows: dict, out: Path,
@@ -119,6 +116,24 @@ def check_all(ctx: ConvertContext, ts: TestSet, formats: list[Format], converted
         except Exception as e:
             rows[f.id] = [_failed(f, e)]
     return [reference] + [r for f in formats for r in rows[f.id]]
+
+
+def calibration_images(train, seed: int) -> list:
+    """Up to `CALIBRATION_IMAGES` training images in a seeded order: the first n calibrate an n-image
+    candidate. Training images, so that the candidates are scored on images they were not calibrated on."""
+    order = np.random.default_rng(seed).permutation(len(train.paths))[:CALIBRATION_IMAGES]
+    return [train.paths[i] for i in order]
+
+
+def validation_set(embedder, val, size: int, params) -> TestSet:
+    """Whole validation identities in a seeded order up to `VALIDATION_IMAGES` images, their pairs and
+    the PyTorch reference on them: what INT8 candidates are scored on."""
+    order = np.random.default_rng(params.seed).permutation(len(val.identities))
+    counts = np.bincount(val.labels, minlength=len(val.identities))[order]
+    keep = order[:max(1, int(np.searchsorted(np.cumsum(counts), VALIDATION_IMAGES, side="right")))]
+    sub = val.subset([val.identities[i] for i in sorted(keep)])
+    pairs = bench.sample_pairs(sub.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
+    return make_test_set(embedder, preprocess_images(sub.paths, size), sub.labels, pairs)
 
 
 def _formats(names: list[str] | None) -> list[Format]:
@@ -147,12 +162,17 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
     test, val = splits["test"], splits["val"]
     pairs = bench.sample_pairs(test.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
     ts = make_test_set(embedder, preprocess_images(test.paths, size), test.labels, pairs)
-    ctx = ConvertContext(run, embedder, run.deploy_metadata(), preprocess_images(val.paths[:CALIBRATION_IMAGES], size),
-                         size, cfg["embedding_dim"])
+    ctx = ConvertContext(run, embedder, run.deploy_metadata(), calibration_images(splits["train"], params.seed),
+                         validation_set(embedder, val, size, params), int(params.export.int8_max_mb * 1e6), size,
+                         cfg["embedding_dim"], progress)
     converted, rows = convert_all(ctx, fmts, out, progress)
     table = check_all(ctx, ts, fmts, converted, rows, out, progress)
     result = {"model": model, "species": species, "rows": table, "metadata": ctx.metadata,
-              "reference": ts.reference_task, "threads_all": torch.get_num_threads()}
+              "reference": ts.reference_task, "threads_all": torch.get_num_threads(), **ctx.notes}
+    if "int8_search" in ctx.notes and _find(table, "onnx_int8"):
+        shipped = out / FORMATS["onnx_int8"].file_name
+        result["int8_search"]["test"] = {**int8.judge(shipped, ts),
+                                         "recall_change": int8.recall_change(run_batched(runner(shipped), ts.x), ts)}
     atomic_write_json(out / "export.json", result)
     return result
 
@@ -177,10 +197,34 @@ def headline(result: dict) -> dict:
 
 
 def int8_summary(result: dict) -> str:
-    """One sentence on the shipped INT8 model against fp32, or why there is none."""
+    """The shipped INT8 model against fp32 on test, and whether it keeps the task (every metric within
+    `int8.TARGET_POINTS`, through this CPU's kernels and the kernel-free simulation), or why there is none."""
     kept, fp32 = _find(result["rows"], "onnx_int8"), _find(result["rows"], "onnx")
-    if not kept or not fp32:
+    test = result.get("int8_search", {}).get("test")
+    if not kept or not fp32 or not test:
         return "INT8: no checked INT8 model next to a checked fp32 one (see the table for why)."
-    return (f"INT8: {kept['bytes'] / 1e6:.2f} MB ({fp32['bytes'] / kept['bytes']:.1f}x smaller than fp32), "
-            f"verification accuracy {kept['delta_verification_accuracy'] * 100:+.2f} points, "
-            f"R@1 {kept['delta_recall@1'] * 100:+.2f} points")
+    deltas = ", ".join(f"{k} {test[f'delta_{k}'] * 100:+.2f} ({test[f'simulated_delta_{k}'] * 100:+.2f} simulated)"
+                       for k in TASK_KEYS)
+    verdict = "keeps" if test["loss_points"] <= int8.TARGET_POINTS else "does NOT keep"
+    rc = test["recall_change"]
+    flips = (f" Recall@1 through the kernels: {rc['lost']} of {rc['queries']} queries lost their rank-1 match and "
+             f"{rc['gained']} gained one (95% interval of the change {rc['ci95_points'][0]:+.2f} to "
+             f"{rc['ci95_points'][1]:+.2f} points; one query is {100 / rc['queries']:.2f} points).")
+    return (f"INT8 ({result['int8_search']['kept']}): {kept['bytes'] / 1e6:.2f} MB, {fp32['bytes'] / kept['bytes']:.1f}x "
+            f"smaller than fp32. On test, in points: {deltas}. Worst loss {test['loss_points']:.2f} points: it "
+            f"{verdict} the task (every metric within {int8.TARGET_POINTS:g} point)." + flips)
+
+
+def int8_search_table(result: dict):
+    """The search as a table: one row per candidate, validation figures in points."""
+    import pandas as pd
+
+    rows = result.get("int8_search", {}).get("rows", [])
+    cols = {"stage": "stage", "setting": "setting", "MB": "MB", "under_cap": "under cap", "mean_cosine": "mean cos",
+            "min_cosine": "min cos", **{f"delta_{k}": f"d {k}" for k in TASK_KEYS},
+            **{f"simulated_delta_{k}": f"d {k} (sim)" for k in TASK_KEYS}, "loss_points": "worst loss", "kept": "kept"}
+    df = pd.DataFrame([{**r, "MB": r["bytes"] / 1e6} for r in rows], columns=[*cols, "bytes"]).drop(columns="bytes")
+    for c in cols:
+        if c.startswith(("delta_", "simulated_delta_")):
+            df[c] = df[c] * 100
+    return df.rename(columns=cols).round(3)

@@ -15,8 +15,8 @@ class Format:
     """One export format. The callables are named "module:function" inside `petlib.export` and are
     imported only when used, so a missing converter costs nothing until it is asked for.
 
-    convert(ctx, path) writes `path` (or returns [(label, path), ...] candidates, of which the one
-    closest to PyTorch is shipped as `path`); start(ctx, path) instead returns a child conversion
+    convert(ctx, path) writes `path` (or returns [(label, path), ...]: the first is the file it ships as
+    `path`, the others are measured beside it for comparison); start(ctx, path) instead returns a child conversion
     with `.wait()`; runner(path, threads) returns a numpy function; spec_check(ctx, path) validates a
     file that cannot run here; read_metadata(path) returns the stored metadata strings or values."""
     id: str
@@ -45,7 +45,7 @@ class Format:
 FORMATS: dict[str, Format] = {f.id: f for f in [
     Format("onnx", "ONNX fp32", "pet_embedder.onnx", convert="onnx:copy_fp32", runner="onnx:runner",
            read_metadata="onnx:read_metadata", runtime="onnxruntime"),
-    Format("onnx_int8", "ONNX INT8", "pet_embedder.int8.onnx", convert="onnx:quantize_candidates",
+    Format("onnx_int8", "ONNX INT8", "pet_embedder.int8.onnx", convert="onnx:quantize_searched",
            runner="onnx:runner", read_metadata="onnx:read_metadata", runtime="onnxruntime"),
     Format("torchscript", "TorchScript", "pet_embedder.ts", convert="torchscript:convert",
            runner="torchscript:runner", read_metadata="torchscript:read_metadata", runtime="torch.jit",

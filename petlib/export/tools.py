@@ -9,26 +9,32 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
-import numpy as np
 import torch
 
 from ..onnx_file import ExportError, example_input  # noqa: F401  (re-exported for the format modules)
 from ..run import RunDir
+from .measure import TestSet
 
 
 @dataclass
 class ConvertContext:
     """Everything a converter may need: the run, its embedder (CPU, eval), the metadata every file
-    carries, and preprocessed validation images for calibration."""
+    carries, training images to calibrate INT8 on, the validation set INT8 candidates are scored on and
+    the INT8 size cap; converters leave what the report shows about them in `notes`."""
     run: RunDir
     embedder: torch.nn.Module
     metadata: dict
-    calibration: np.ndarray
+    calibration: Sequence
+    validation: TestSet
+    int8_cap_bytes: int
     image_size: int
     embedding_dim: int
+    progress: bool = False
+    notes: dict = field(default_factory=dict)
 
 
 @contextlib.contextmanager
