@@ -129,6 +129,9 @@ def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
     assert got.startswith("INT8 (MinMax, 256 images, per-tensor): 1.97 MB, 3.5x smaller than fp32."), got
     assert "recall@1 +1.00 (+1.00 simulated)" in got and "does NOT keep the task" in got
     assert "3 of 100 queries lost their rank-1 match and 4 gained one" in got
+    assert "over the size goal" not in got
+    result["int8_search"]["kept_under_cap"] = False  # every candidate over the cap: said, not hidden
+    assert "No candidate was under export.int8_max_mb" in export.int8_summary(result)
 
 
 @needs_converters

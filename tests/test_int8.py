@@ -95,7 +95,9 @@ def test_entropy_clips_where_minmax_does_not_and_onnxruntime_default_would_not(t
         assert got["MinMax"][k][0] <= lo <= hi <= got["MinMax"][k][1], (k, got)
     default = create_calibrator(pre, None, augmented_model_path=str(tmp_path / "aug.onnx"),
                                 calibrate_method=CalibrationMethod.Entropy)
-    default.collect_data(int8._Reader(items, 4, "input"))
+    from petlib.embed import preprocess_images
+
+    default.collect_data(int8._Batch(preprocess_images(items, 4), "input"))
     lo_default = float(np.ravel(default.compute_data().data["embedding"].range_value[0])[0])
     assert lo_default == pytest.approx(lo_minmax, rel=1e-3), "onnxruntime's default Entropy is MinMax here"
 

@@ -54,7 +54,7 @@ def lookalike_families(params, species: str, identities: list[str]) -> tuple[str
                                               for n in identities])
     if d.source == "table" and d.lookalike_column:
         attr = sources.table_attribute(Path(d.tables[species]), species, d.lookalike_column)
-        values = sorted({v for v in attr.values()})
+        values = sorted(set(attr.values()))
         code = {v: i for i, v in enumerate(values)}
         return d.lookalike_column, np.array([code[attr[n]] if n in attr else len(values) + i
                                              for i, n in enumerate(identities)])

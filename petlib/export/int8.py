@@ -39,7 +39,7 @@ CALIBRATION_SIZES = (64, 256, 1024)
 # one: its ranges then equal MinMax's exactly. 512 bins give the KL search 193 ranges to choose from.
 CALIBRATOR_OPTIONS = {"MinMax": {}, "Entropy": {"num_bins": 512, "num_quantized_bins": 128},
                       "Percentile": {"num_bins": 2048, "percentile": 99.999}}
-CALIBRATION_BATCH = 16  # images per collect call: the activations held at once (all of them at 224 px: GB)
+CALIBRATION_BATCH = 16  # images per collect call
 TARGET_POINTS = 1.0  # a candidate keeps the task when no metric drops by more than this many points
 
 
@@ -70,33 +70,32 @@ def node_groups(model) -> dict[str, list[str]]:
     return {k: v for k, v in groups.items() if v}
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader that preprocesses images a batch at a time."""
+class _Batch:
+    """onnxruntime CalibrationDataReader over one preprocessed batch."""
 
-    def __init__(self, items: Sequence, image_size: int, name: str):
-        from ..embed import preprocess_images
-
-        self.batches = (preprocess_images(items[i:i + CALIBRATION_BATCH], image_size)
-                        for i in range(0, len(items), CALIBRATION_BATCH))
-        self.name = name
+    def __init__(self, x: np.ndarray, name: str):
+        self.feed = [{name: x}]
 
     def get_next(self):
-        x = next(self.batches, None)
-        return None if x is None else {self.name: x}
+        return self.feed.pop() if self.feed else None
 
 
 def calibrate(pre: Path, items: Sequence, image_size: int, method: str, workdir: Path):
-    """Activation ranges (onnxruntime TensorsData) of the preprocessed model on `items`."""
+    """Activation ranges (onnxruntime TensorsData) of the preprocessed model on `items`, collected a batch
+    at a time: the activations of all images at once would take gigabytes at 224 px, and the histogram
+    collectors stack each call's batches, so they must be one batch (a short last one included)."""
     from onnxruntime.quantization import CalibrationMethod
     from onnxruntime.quantization.calibrate import create_calibrator
+
+    from ..embed import preprocess_images
 
     calibrator = create_calibrator(pre, None, augmented_model_path=str(workdir / f"augmented.{method}.onnx"),
                                    calibrate_method=getattr(CalibrationMethod, method),
                                    extra_options=CALIBRATOR_OPTIONS[method])
     name = calibrator.infer_session.get_inputs()[0].name
     with contextlib.redirect_stdout(io.StringIO()):
-        for i in range(0, len(items), CALIBRATION_BATCH):  # a batch a call: the histogram collectors stack
-            calibrator.collect_data(_Reader(items[i:i + CALIBRATION_BATCH], image_size, name))  # the batches
+        for i in range(0, len(items), CALIBRATION_BATCH):
+            calibrator.collect_data(_Batch(preprocess_images(items[i:i + CALIBRATION_BATCH], image_size), name))
         return calibrator.compute_data()
 
 
@@ -158,16 +157,21 @@ def simulated_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
-def judge(path: Path, ts: TestSet) -> dict:
+def judge(path: Path, ts: TestSet, recall_flips: bool = False) -> dict:
     """Cosine and task deltas through this CPU's kernels and through the kernel-free simulation, and the
-    candidate's loss: its worst drop in points over both (0 when nothing drops)."""
+    candidate's loss: its worst drop in points over both (0 when nothing drops). With `recall_flips`,
+    also `recall_change` of the kernels' embeddings (the verdict on test)."""
     from ..onnx_file import onnx_runner
 
-    kernels = parity(run_batched(onnx_runner(path), ts.x), ts)
+    emb = run_batched(onnx_runner(path), ts.x)
+    kernels = parity(emb, ts)
     simulated = parity(run_batched(simulated_runner(path), ts.x), ts)
     drops = [-d[f"delta_{k}"] for d in (kernels, simulated) for k in TASK_KEYS]
-    return {**{f"{k}": v for k, v in kernels.items()}, **{f"simulated_{k}": v for k, v in simulated.items()},
-            "loss_points": round(max(0.0, *drops) * 100, 4)}
+    out = {**kernels, **{f"simulated_{k}": v for k, v in simulated.items()},
+           "loss_points": round(max(0.0, *drops) * 100, 4)}
+    if recall_flips:
+        out["recall_change"] = recall_change(emb, ts)
+    return out
 
 
 def _next_settings(stage: str, best: Setting, groups: dict, available: int) -> list[Setting]:
@@ -199,7 +203,9 @@ class SearchResult:
     paths: dict
 
     def to_json(self) -> dict:
-        return {"rows": self.rows, "kept": self.best.label(), "kept_setting": asdict(self.best)}
+        kept = next(r for r in self.rows if r["kept"])
+        return {"rows": self.rows, "kept": self.best.label(), "kept_setting": asdict(self.best),
+                "kept_under_cap": kept["under_cap"]}
 
 
 def _prepare(fp32: Path, pre: Path) -> dict[str, list[str]]:

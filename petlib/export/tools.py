@@ -29,7 +29,7 @@ class ConvertContext:
     embedder: torch.nn.Module
     metadata: dict
     calibration: Sequence
-    validation: TestSet
+    validation: TestSet | None
     int8_cap_bytes: int
     image_size: int
     embedding_dim: int
