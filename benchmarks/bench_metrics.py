@@ -2,7 +2,8 @@
 
 Prints a table: the metric part of the seven benchmarks (robustness embedding excluded) on random
 clustered 128-d embeddings, plus peak RSS. Also times scikit-learn k-means++ next to faiss k-means at
-the seed size. Usage: .venv/bin/python benchmarks/bench_metrics.py [--skip-100k]
+the seed size. Usage: .venv/bin/python benchmarks/bench_metrics.py [--skip-100k] [--smoke]
+(--smoke: 400 images, for the test that keeps this script running)
 """
 import argparse
 import resource
@@ -10,7 +11,7 @@ import time
 
 import numpy as np
 
-from petlib import bench
+from petlib import data, metrics
 
 
 def synthetic(n_ids: int, n: int, dim: int = 128, seed: int = 0):
@@ -29,26 +30,28 @@ def timed(fn):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-100k", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="one tiny set (seconds)")
     a = ap.parse_args()
     rows = []
     sizes = [("seed test size", 2000, 8600)] + ([] if a.skip_100k else [("100k images", 23000, 100_000)])
+    if a.smoke:
+        sizes = [("smoke", 100, 400)]
     for name, n_ids, n in sizes:
         emb, labels = synthetic(n_ids, n)
-        r, t_ret = timed(lambda: bench.retrieval(emb, labels, per_query=True))
-        pq = r.pop("_per_query")
-        _, t_clu = timed(lambda: bench.clustering(emb, labels))
+        pq, t_ret = timed(lambda: metrics.leave_one_out(emb, labels))
+        _, t_clu = timed(lambda: metrics.clustering(emb, labels))
         row = {"set": name, "images": n, "identities": n_ids, "retrieval_s": t_ret, "clustering_s": t_clu}
         if n <= 10_000:
-            pairs = bench.sample_pairs(labels, 50_000)
+            pairs = data.sample_pairs(labels, 50_000)
             scores = (emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1)
-            _, row["ranking_s"] = timed(lambda: (bench.pair_ranking(scores, pairs[:, 2]),
-                                                 bench.best_threshold(scores, pairs[:, 2])))
-            _, row["triplets_s"] = timed(lambda: bench.triplets(emb, labels, 20000))
-            _, row["overfitting_s"] = timed(lambda: bench.overfitting(emb, labels, emb, labels, 2000))
-            split = bench.open_set_split(labels)
-            _, row["open_set_s"] = timed(lambda: bench.open_set(emb, labels))
-            os_ = bench.open_set_scores(emb, labels, split)
-            _, row["bootstrap200_s"] = timed(lambda: bench.bootstrap_ci(pq, scores, pairs, labels, os_, n=200))
+            _, row["ranking_s"] = timed(lambda: (metrics.pair_ranking(scores, pairs[:, 2]),
+                                                 metrics.best_threshold(scores, pairs[:, 2])))
+            _, row["triplets_s"] = timed(lambda: metrics.triplets(emb, labels, 20000))
+            _, row["overfitting_s"] = timed(lambda: metrics.overfitting(emb, labels, emb, labels, 2000))
+            split = metrics.open_set_split(labels, 42)
+            _, row["open_set_s"] = timed(lambda: metrics.open_set(emb, labels))
+            os_ = metrics.open_set_scores(emb, labels, split)
+            _, row["bootstrap200_s"] = timed(lambda: metrics.headline_intervals(pq, scores, pairs, labels, os_, n=200))
             from sklearn.cluster import KMeans
             _, row["sklearn_kmeans_s"] = timed(lambda: KMeans(n_ids, n_init=1, random_state=0, max_iter=25).fit(emb))
         row["total_s"] = sum(v for k, v in row.items() if k.endswith("_s") and not k.startswith("sklearn"))

@@ -2,8 +2,8 @@
 fixed number of steps with the design's GPU configuration (§5.1) (AMP, channels_last, batch 96), then evaluated.
 Prints img/s, peak GPU memory, the data-loader wait fraction and the benchmark timings.
 
-Runs on the CPU too, for checking it before spending device time:
-  python benchmarks/gpu_smoke.py --device cpu --identities 40 --image-size 64 --steps 3 --batch 16
+Runs on the CPU too, for checking it before spending device time (`--smoke`: the CPU with tiny sizes):
+  python benchmarks/gpu_smoke.py --smoke
 """
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ def main():
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch", type=int, default=96)
     ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--smoke", action="store_true", help="the CPU, 40 identities at 64 px, 3 steps of 16")
     a = ap.parse_args()
+    if a.smoke:
+        a.device, a.identities, a.image_size, a.steps, a.batch, a.workers = "cpu", 40, 64, 3, 16, 0
     out = Path(tempfile.mkdtemp(prefix="petface-gpu-smoke-"))
     p = params_from_dict({
         "name": "gpu-smoke", "output_dir": str(out), "reports_dir": str(out / "reports"),

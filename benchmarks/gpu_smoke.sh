@@ -3,7 +3,7 @@
 # On the lent device machine (its own Python with torch, timm, onnxruntime, scikit-learn; no albumentations,
 # faiss or papermill) carry those as wheels in .whl/ (see the device README) and run:
 #   bash benchmarks/gpu_smoke.sh
-# Locally on the CPU with tiny sizes: bash benchmarks/gpu_smoke.sh --device cpu --identities 40 --image-size 64 --steps 3 --batch 16
+# Locally on the CPU with tiny sizes: bash benchmarks/gpu_smoke.sh --smoke
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -d .whl ] && ! python3 -c "import albumentations, faiss" 2>/dev/null; then

@@ -2,7 +2,8 @@
 same run (this machine is shared and noisy): medians of repeated runs, min-max shown, and ratios.
 
 Writes benchmarks/results/<date>-<host>.md and .json and prints the table.
-  --quick    small repeat counts and only 112 px (for a smoke check)
+  --quick    small repeat counts and only 112 px
+  --smoke    tiny sizes, one repeat, nothing written (the test that keeps `make bench` running)
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from petlib import data, losses, models, synth
-from petlib.export.onnx import quantize_int8
+from petlib.export.int8 import quantize_file
 from petlib.latency import timed, torch_runner
 from petlib.onnx_file import export_onnx, onnx_runner
 
@@ -43,8 +44,8 @@ def latency_rows(sizes, repeats, tmp: Path) -> list[dict]:
             emb = models.create_embedder(backbone, size).eval()
             onnx = tmp / f"{backbone}-{size}.onnx"
             export_onnx(emb, onnx)
-            calib = np.random.default_rng(0).normal(size=(32, 3, size, size)).astype(np.float32)
-            int8 = quantize_int8(onnx, tmp / f"{backbone}-{size}.int8.onnx", calib, per_channel=True)
+            calib = list(np.random.default_rng(0).integers(0, 256, (32, size, size, 3), dtype=np.uint8))
+            int8 = quantize_file(onnx, tmp / f"{backbone}-{size}.int8.onnx", calib, size)
             for threads in (1, n_all):
                 torch.set_num_threads(threads)
                 runners = {"torch": torch_runner(emb), "ort_fp32": onnx_runner(onnx, threads),
@@ -111,19 +112,21 @@ def training_rows(size: int, steps: int, tmp: Path) -> list[dict]:
     return rows
 
 
-def metric_rows() -> list[dict]:
+def metric_rows(mode: str) -> list[dict]:
     import subprocess
 
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_metrics.py")], capture_output=True,
+    flags = {"full": [], "quick": ["--skip-100k"], "smoke": ["--smoke"]}[mode]
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_metrics.py"), *flags], capture_output=True,
                          text=True, check=True).stdout
     return [{"bench": "metrics", **eval(line)} for line in out.splitlines() if line.startswith("{")]
 
 
-def scale_rows(quick: bool) -> list[dict]:
+def scale_rows(mode: str) -> list[dict]:
     """benchmarks/scale.py's table (PetFace scale: scan, retrieval, clustering, Partial-FC) as rows."""
     import subprocess
 
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "scale.py"), *(["--quick"] if quick else [])],
+    flags = {"full": [], "quick": ["--quick"], "smoke": ["--smoke"]}[mode]
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "scale.py"), *flags],
                          capture_output=True, text=True, check=True).stdout
     lines = [l for l in out.splitlines() if l.startswith("| ") and not l.startswith("| case")]
     keys = ["case", "size", "seconds", "peak_gb", "baseline_seconds", "baseline_peak_gb", "note"]
@@ -156,19 +159,25 @@ def to_markdown(rows: list[dict]) -> str:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
+    mode = "smoke" if a.smoke else "quick" if a.quick else "full"
+    px, repeats, train_px, steps = {"full": ([224, 112], 50, 112, 8), "quick": ([112], 10, 64, 3),
+                                    "smoke": ([32], 2, 32, 1)}[mode]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        rows = latency_rows([112] if a.quick else [224, 112], 10 if a.quick else 50, tmp)
-        rows += training_rows(64 if a.quick else 112, 3 if a.quick else 8, tmp)
-    if not a.quick:
-        rows += metric_rows()
-    rows += scale_rows(a.quick)
+        rows = latency_rows(px, repeats, tmp)
+        rows += training_rows(train_px, steps, tmp)
+    rows += metric_rows(mode)
+    rows += scale_rows(mode)
     rows += study_rows()
     head = (f"# petface-study benchmarks\n\n{time.strftime('%Y-%m-%d %H:%M')} on {socket.gethostname()}: "
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch threads; medians (min-max in the JSON).\n")
     md = head + to_markdown(rows)
+    if mode == "smoke":
+        print(md)
+        return
     res = REPO / "benchmarks" / "results"
     res.mkdir(exist_ok=True)
     stem = f"{time.strftime('%Y-%m-%d')}-{socket.gethostname()}"

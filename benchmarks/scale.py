@@ -1,12 +1,12 @@
 """PetFace-scale figures on this machine, one table (issue 13): each case in its own process, so its
 peak memory is its own.
 
-  .venv/bin/python benchmarks/scale.py [--quick]
+  .venv/bin/python benchmarks/scale.py [--quick | --smoke]
 
-- retrieval: `bench.retrieval` (leave-one-out, every figure) next to faiss's exact `IndexFlatIP`
+- retrieval: `metrics.retrieval` (leave-one-out, every figure) next to faiss's exact `IndexFlatIP`
   top-11 search over the same random 128-d embeddings, at 50k and 100k (10k with --quick); the
   ratio is ours / faiss, measured side by side in one run.
-- clustering: `bench.clustering` (greedy k-means++ then faiss Lloyd) next to scikit-learn's
+- clustering: `metrics.clustering` (greedy k-means++ then faiss Lloyd) next to scikit-learn's
   `KMeans(n_init=1)` at the design's test scale (8,600 images, 2,000 identities): time and NMI of
   both. What bounds it at scale: the init's (2 + ln k)·n·k·d and n·k·d per Lloyd iteration, printed.
 - scan: `data.scan_identities` of 100k 112 px JPEGs, first (decodes all) and second (scan cache).
@@ -38,9 +38,9 @@ def embeddings(n, n_ids, seed=0, noise=0.9):
 
 out = {}
 if case == "retrieval":
-    from petlib import bench
+    from petlib import metrics
     emb, labels = embeddings(n, n // 4)
-    t = time.perf_counter(); bench.retrieval(emb, labels); out["seconds"] = time.perf_counter() - t
+    t = time.perf_counter(); metrics.retrieval(emb, labels); out["seconds"] = time.perf_counter() - t
 elif case == "faiss":
     import faiss
     emb, _ = embeddings(n, n // 4)
@@ -52,8 +52,8 @@ elif case in ("clustering", "sklearn"):
     emb, labels = embeddings(n, n_ids, noise=0.6)
     t = time.perf_counter()
     if case == "clustering":
-        from petlib import bench
-        assign = bench.kmeans(emb, n_ids, seed=0)
+        from petlib import metrics
+        assign = metrics.kmeans(emb, n_ids, seed=0)
     else:
         from sklearn.cluster import KMeans
         assign = KMeans(n_ids, n_init=1, random_state=0).fit_predict(emb)
@@ -149,22 +149,32 @@ def row(name, size, ours, ref, note) -> None:
           f"{f(ref, 'peak_gb')} | {note} |", flush=True)
 
 
-def retrieval(quick: bool) -> None:
-    for n in ([10_000] if quick else [50_000, 100_000]):
+# Sizes per mode: the full table, --quick (minutes) and --smoke (seconds: the test that keeps this running).
+SIZES = {
+    "full": {"retrieval": [50_000, 100_000], "scan": 100_000, "clustering": [(8600, 2000), (10_000, 2500), (100_000, 25_000)],
+             "partial_fc": [20_000, 257_000], "pipeline": [112, 224]},
+    "quick": {"retrieval": [10_000], "scan": 10_000, "clustering": [(8600, 2000), (10_000, 2500)],
+              "partial_fc": [20_000], "pipeline": [112, 224]},
+    "smoke": {"retrieval": [400], "scan": 40, "clustering": [(400, 100)], "partial_fc": [500], "pipeline": [32]},
+}
+
+
+def retrieval(sizes: dict) -> None:
+    for n in sizes["retrieval"]:
         ours, ref = child("retrieval", n), child("faiss", n)
         row("retrieval + open set facts, leave-one-out", f"{n:,} images", ours, ref,
             f"ours / faiss IndexFlatIP top-11 = {ours.get('seconds', math.nan) / ref.get('seconds', math.nan):.2f}x")
 
 
-def scan(quick: bool) -> None:
-    n = 10_000 if quick else 100_000
+def scan(sizes: dict) -> None:
+    n = sizes["scan"]
     r = child("scan", n)
     row("scan (decode-verify every image), 112 px JPEGs", f"{n:,} images", r,
         {"seconds": r.get("first_s", math.nan), "peak_gb": math.nan}, "second scan (cache) vs first scan")
 
 
-def clustering(quick: bool) -> None:
-    for n, k in [(8600, 2000), (10_000, 2500)] + ([] if quick else [(100_000, 25_000)]):
+def clustering(sizes: dict) -> None:
+    for n, k in sizes["clustering"]:
         ours = child("clustering", n, k, timeout=900)
         ref = child("sklearn", n, k) if n <= 10_000 else {"error": "not run"}
         init = (2 + math.log(k)) * n * k * 128
@@ -173,14 +183,14 @@ def clustering(quick: bool) -> None:
             f"init {init:.1e} flop, Lloyd {n * k * 128:.1e} flop/iteration")
 
 
-def partial_fc(quick: bool) -> None:
-    for ids in ([20_000] if quick else [20_000, 257_000]):
+def partial_fc(sizes: dict) -> None:
+    for ids in sizes["partial_fc"]:
         full, part = child("pfc1.0", ids), child("pfc0.1", ids)
         row("ArcFace head step, batch 96", f"{ids:,} identities", part, full, "Partial-FC 0.1 vs full head")
 
 
-def pipeline(quick: bool) -> None:
-    for px in (112, 224):
+def pipeline(sizes: dict) -> None:
+    for px in sizes["pipeline"]:
         r = child("pipeline", px)
         ok = "error" not in r
         row(f"training data pipeline, one core, {px} px JPEG sources", "128 images",
@@ -196,12 +206,14 @@ CASES = {"retrieval": retrieval, "scan": scan, "clustering": clustering, "partia
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="10k images instead of 50k and 100k; no 257k head")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks that every case runs")
     ap.add_argument("--only", nargs="+", choices=list(CASES), help="run these cases only")
     a = ap.parse_args()
+    sizes = SIZES["smoke" if a.smoke else "quick" if a.quick else "full"]
     print("| case | size | seconds | peak GB | baseline seconds | baseline peak GB | note |")
     print("|---|---|---|---|---|---|---|", flush=True)
     for name in a.only or CASES:
-        CASES[name](a.quick)
+        CASES[name](sizes)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import sys
 
 from .config import ParamsError, load_params
+from .layout import Layout
 
 
 def _params(a):
@@ -68,7 +69,7 @@ def _evaluate(a) -> int:
     for m, s in _runs(p, a):
         r = evaluate_run(p, m, s)
         print(f"{m}-{s}: R@1 {r['retrieval']['recall@1']:.4f}, ROC-AUC {r['ranking']['roc_auc']:.4f}, "
-              f"EER {r['ranking']['eer']:.4f} -> {p.eval_dir(m, s) / 'metrics.json'}")
+              f"EER {r['ranking']['eer']:.4f} -> {Layout(p).eval_dir(m, s) / 'metrics.json'}")
     return 0
 
 
@@ -104,7 +105,7 @@ def _export(a) -> int:
     _pin(p)
     from .export import export_run, int8_summary
 
-    out = Path(a.out) if a.out else p.out("exports", f"{run.model}-{run.species}")
+    out = Path(a.out) if a.out else Layout(p).export_dir(run.model, run.species)
     r = export_run(p, run.model, run.species, formats=a.formats, out_dir=out, run_dir=run.path, progress=True)
     for row in r["rows"]:
         if row["status"] in ("ok", "spec checked"):

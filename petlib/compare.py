@@ -22,40 +22,17 @@ from pathlib import Path
 import pandas as pd
 
 from .io import atomic_write_text
-from .metrics import load_metrics
+from .metrics import SPECS, MetricSpec
+from .schema import get as _get
+from .schema import load_metrics
 
-# (category, label, path in metrics.json, higher is better, key in ci95 or None)
-ROWS = [
-    ("Retrieval", "Recall@1", ("retrieval", "recall@1"), True, "recall@1"),
-    ("Retrieval", "Recall@5", ("retrieval", "recall@5"), True, None),
-    ("Retrieval", "MRR", ("retrieval", "mrr"), True, "mrr"),
-    ("Retrieval", "mAP@R", ("retrieval", "map@r"), True, None),
-    ("Ranking", "ROC-AUC", ("ranking", "roc_auc"), True, "roc_auc"),
-    ("Ranking", "EER", ("ranking", "eer"), False, "eer"),
-    ("Ranking", "TAR@FAR=1e-3", ("ranking", "tar@far=1e-3"), True, "tar@far=1e-3"),
-    ("Verification", "Accuracy (best threshold)", ("verification", "accuracy"), True, None),
-    ("Open set", "DIR@FAR=1e-2", ("open_set", "dir@far=1e-2"), True, "dir@far=1e-2"),
-    ("Clustering", "NMI", ("clustering", "nmi"), True, None),
-    ("Clustering", "Purity", ("clustering", "purity"), True, None),
-    ("Triplet", "Violation rate", ("triplets", "violation_rate"), False, None),
-    ("Triplet", "Avg margin", ("triplets", "avg_margin"), True, None),
-    ("Robustness (sim drop)", "Gaussian blur", ("robustness", "gaussian_blur", "sim_drop"), False, None),
-    ("Robustness (sim drop)", "Gaussian noise", ("robustness", "gaussian_noise", "sim_drop"), False, None),
-    ("Robustness (sim drop)", "JPEG compression", ("robustness", "jpeg_compression", "sim_drop"), False, None),
-    ("Robustness (sim drop)", "Brightness", ("robustness", "brightness", "sim_drop"), False, None),
-    ("Robustness (sim drop)", "Partial occlusion", ("robustness", "partial_occlusion", "sim_drop"), False, None),
-    ("Efficiency", "Embedder params", ("efficiency", "params"), False, "exact"),
-    ("Efficiency", "ONNX size (bytes)", ("efficiency", "onnx_bytes"), False, "exact"),
-    ("Efficiency", "CPU latency (ms, batch 1)", ("efficiency", "cpu_latency_ms"), False, "exact"),
-]
+def _ci_key(spec: MetricSpec) -> str | None:
+    """Where a row's interval is: its key in ci95, 'exact' for measured facts, None without one."""
+    return {"identities": spec.key, "exact": "exact"}.get(spec.interval)
 
 
-def _get(m: dict, path: tuple):
-    for k in path:
-        if not isinstance(m, dict) or k not in m:
-            return None
-        m = m[k]
-    return m
+# (category, label, path in metrics.json, higher is better, key in ci95 or None): every spec with a category.
+ROWS = [(s.category, s.label, s.path, s.higher, _ci_key(s)) for s in SPECS if s.category]
 
 
 def load_all(runs: dict[str, str | Path]) -> dict[str, dict]:

@@ -24,6 +24,10 @@ from typing import Any
 
 import yaml
 
+from .constants import FORMAT_IDS
+from .data.sources import SOURCES
+from .layout import run_name
+
 __all__ = [
     "ParamsError", "SynthParams", "DataParams", "TrainParams", "ModelParams", "EvalParams", "ExportParams",
     "StudyParams", "load_params", "params_from_dict", "params_to_dict", "apply_overrides", "dump_params",
@@ -44,9 +48,6 @@ class SynthParams:
     lookalike_family: int = 4
 
 
-PETFACE_FAMILIES = ("cat", "chimp", "chinchilla", "degus", "dog", "ferret", "guineapig", "hamster", "hedgehog",
-                    "parakeet", "javasparrow", "pig", "rabbit")
-SOURCES = ("synth", "folders", "petface", "table")
 BENCHMARKS = ("", "design", "dogfacenet", "petface")  # keys of petlib/published.yaml
 
 
@@ -77,24 +78,14 @@ class DataParams:
     max_pixels: int = 64_000_000
 
     def validate(self, where: str) -> None:
-        if self.source not in SOURCES:
+        source = SOURCES.get(self.source)
+        if source is None:
             raise ParamsError(f"{where}: data.source must be one of {list(SOURCES)}, got {self.source!r}")
-        self._validate_source(where)
         if self.benchmark not in BENCHMARKS:
             raise ParamsError(f"{where}: data.benchmark must be one of {list(BENCHMARKS)}, got {self.benchmark!r}")
-        if self.source == "petface":
-            if self.benchmark not in ("", "petface"):
-                raise ParamsError(f"{where}: data.benchmark is 'petface' with the petface source, got {self.benchmark!r}")
-            self.benchmark = "petface"
-        if self.lookalike_column and self.source != "table":
-            raise ParamsError(f"{where}: data.lookalike_column names a table column; data.source is {self.source!r}")
-        if self.identity_lists:
-            if sorted(self.identity_lists) != ["test", "train"]:
-                raise ParamsError(f"{where}: data.identity_lists needs exactly the keys train and test, "
-                                  f"got {sorted(self.identity_lists)}")
-            if len(self.species) != 1 or self.source == "petface":
-                raise ParamsError(f"{where}: data.identity_lists applies to one species of a folders, synth or "
-                                  f"table source (one params file per data set)")
+        for problem in source.problems(self):
+            raise ParamsError(f"{where}: {problem}")
+        self.benchmark = self.benchmark or source.benchmark
         if len(self.split_ratios) != 3 or abs(sum(self.split_ratios) - 1.0) > 1e-6 or min(self.split_ratios) < 0:
             raise ParamsError(f"{where}: data.split_ratios must be three non-negative numbers summing to 1, "
                               f"got {self.split_ratios}")
@@ -102,21 +93,6 @@ class DataParams:
             raise ParamsError(f"{where}: data.image_size must be at least 32, got {self.image_size}")
         if self.min_images < 2:
             raise ParamsError(f"{where}: data.min_images must be at least 2 (pairs need two images)")
-
-    def _validate_source(self, where: str) -> None:
-        if self.source in ("folders", "petface"):
-            missing = [s for s in self.species if s not in self.roots]
-            if missing:
-                raise ParamsError(f"{where}: data.roots has no folder for species {missing} "
-                                  f"(data.source is {self.source!r})")
-        if self.source == "table":
-            missing = [s for s in self.species if s not in self.tables]
-            if missing:
-                raise ParamsError(f"{where}: data.tables has no table for species {missing} (data.source is 'table')")
-        known = {"synth": ("cat", "dog"), "petface": PETFACE_FAMILIES}.get(self.source)
-        unknown = [s for s in self.species if known and s not in known]
-        if unknown:
-            raise ParamsError(f"{where}: data.species {unknown} are not {self.source} species; known: {list(known)}")
 
 
 @dataclass
@@ -198,6 +174,9 @@ class ExportParams:
     def validate(self, where: str) -> None:
         if not self.int8_max_mb > 0:
             raise ParamsError(f"{where}: export.int8_max_mb must be positive, got {self.int8_max_mb}")
+        unknown = [f for f in self.formats if f not in FORMAT_IDS]
+        if unknown:
+            raise ParamsError(f"{where}: export.formats names {unknown}; known: {list(FORMAT_IDS)}")
 
 
 @dataclass
@@ -233,18 +212,13 @@ class StudyParams:
             if unknown:
                 raise ParamsError(f"{where}: {key} names {unknown}, which this study does not train; runs: {runs}")
         self.export.validate(where)
-        from .export.registry import FORMATS  # torch-free
-
-        unknown = [f for f in self.export.formats if f not in FORMATS]
-        if unknown:
-            raise ParamsError(f"{where}: export.formats names {unknown}; known: {list(FORMATS)}")
 
     def runs(self) -> list[tuple[str, str]]:
         """(model, species) of every training run, species by species in the order of `data.species`."""
         return [(m.name, s) for s in self.data.species for m in self.models if not m.species or s in m.species]
 
     def run_names(self) -> list[str]:
-        return [f"{m}-{s}" for m, s in self.runs()]
+        return [run_name(m, s) for m, s in self.runs()]
 
     def pick_run(self, model: str | None = None, species: str | None = None) -> tuple[str, str]:
         """The first training run matching the given model and/or species (either may be None)."""
@@ -255,57 +229,22 @@ class StudyParams:
 
     def exports(self, model: str, species: str) -> bool:
         """Whether the study exports this run (`export.runs`, empty: every run)."""
-        return not self.export.runs or f"{model}-{species}" in self.export.runs
-
-    # Paths every notebook agrees on; notebooks talk to each other only through these files.
-    def out(self, *parts: str) -> Path:
-        return Path(self.output_dir) / self.name / Path(*parts)
-
-    def data_root(self, species: str) -> Path:
-        """The folder the split manifest's paths are relative to (for a table: the study's own folder of
-        links and crops)."""
-        if self.data.source == "folders":
-            return Path(self.data.roots[species])
-        if self.data.source == "petface":
-            return Path(self.data.roots[species]) / "images"
-        if self.data.source == "table":
-            return self.out("table", species)
-        return Path(self.data.synth_dir) / _synth_tag(self.data.synth) / species
-
-    def split_manifest(self, species: str) -> Path:
-        pinned = self.data.manifest.get(species)
-        return Path(pinned) if pinned else self.out("splits", f"{species}.csv")
+        return not self.export.runs or run_name(model, species) in self.export.runs
 
     def repeats(self, model: str, species: str) -> int:
         """Training repeats of one run (`train.repeats`, for the runs in `train.repeat_runs` or all)."""
         rr = self.train.repeat_runs
-        return self.train.repeats if not rr or f"{model}-{species}" in rr else 1
+        return self.train.repeats if not rr or run_name(model, species) in rr else 1
 
     def train_seed(self, repeat: int = 0) -> int:
         """Repeat r trains with the study seed plus r; the data split and the pairs keep the study seed."""
         return self.seed + repeat
-
-    def run_dir(self, model: str, species: str, repeat: int = 0) -> Path:
-        return self.out("runs", f"{model}-{species}" + (f"-r{repeat}" if repeat else ""))
-
-    def eval_dir(self, model: str, species: str) -> Path:
-        return self.out("eval", f"{model}-{species}")
-
-    def comparison_runs(self) -> dict[str, Path]:
-        """Display name -> evaluation dir: `eval.compare` entries `NAME:DIR`, else every model x species."""
-        if self.eval.compare:
-            return {c.split(":", 1)[0]: Path(c.split(":", 1)[1]) for c in self.eval.compare}
-        return {f"{m}-{s}": self.eval_dir(m, s) for m, s in self.runs()}
 
     def model(self, name: str) -> ModelParams:
         for m in self.models:
             if m.name == name:
                 return m
         raise ParamsError(f"no model named {name!r}; the params name {[m.name for m in self.models]}")
-
-
-def _synth_tag(s: SynthParams) -> str:
-    return f"synth-n{s.n_identities}-px{s.image_size}-s{s.seed}-f{s.lookalike_family}"
 
 
 def _type_name(tp: Any) -> str:

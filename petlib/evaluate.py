@@ -1,6 +1,6 @@
 """The seven benchmark categories (design §6.2 A-G) plus open-set identification and bootstrap
-intervals, for one trained run. `evaluate_run` embeds (cached), calls `petlib.bench`, draws the plots
-and writes `metrics.json` (schema in `petlib.metrics`) into the evaluation directory.
+intervals, for one trained run. `evaluate_run` embeds (cached), calls `petlib.metrics`, draws the plots
+and writes `metrics.json` (schema in `petlib.schema`) into the evaluation directory.
 """
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bench, data, plots, protocols, reproducible
+from . import data, metrics, plots, protocols, reproducible
 from .config import StudyParams
 from .embed import DEGRADATIONS, cached_embeddings, embed_images
 from .io import atomic_write_json, file_sha256
 from .latency import latency_ms, torch_runner
-from .metrics import SCHEMA, clean_nan
+from .schema import REPEAT_KEYS, SCHEMA, clean_nan
 from .models import count_parameters
 from .run import RunDir
 from .runtime import resolve_device
+from .layout import Layout
 
 PLOTS = ["nearest_neighbors.png", "similarity_distribution.png", "roc_curve.png", "det_curve.png", "cmc_curve.png",
          "robustness.png"]
@@ -51,10 +52,10 @@ def _embeddings(embedder, run: RunDir, out: Path, test, train_idx, tr_sel, size:
 
 def _robustness(embedder, test, emb: np.ndarray, n: int, seed: int, size: int, kw: dict) -> dict:
     """Design §6.2 F: the five degradations on about `n` test images (whole identities)."""
-    sel = bench.sample_by_identity(test.labels, n, seed)
+    sel = metrics.sample_by_identity(test.labels, n, seed)
     images = [data.load_image(test.paths[i]) for i in sel]
     degraded = {name: embed_images(embedder, images, size, prepare=fn, **kw) for name, fn in DEGRADATIONS.items()}
-    return bench.robustness(emb[sel], degraded, test.labels[sel])
+    return metrics.robustness(emb[sel], degraded, test.labels[sel])
 
 
 def _efficiency(embedder, run: RunDir, size: int) -> dict:
@@ -64,44 +65,25 @@ def _efficiency(embedder, run: RunDir, size: int) -> dict:
             "cpu_latency_ms": latency_ms(torch_runner(embedder.cpu().eval()), size, 1, repeats=30), "image_size": size}
 
 
-# The figures kept for every training repeat (metrics.json `repeats`), as (section, key).
-REPEAT_KEYS = [("retrieval", "recall@1"), ("retrieval", "recall@5"), ("retrieval", "mrr"), ("retrieval", "map@r"),
-               ("ranking", "roc_auc"), ("ranking", "eer"), ("ranking", "tar@far=1e-3"), ("verification", "accuracy"),
-               ("open_set", "rank1_identification"), ("open_set", "dir@far=1e-2"), ("clustering", "nmi"),
-               ("clustering", "purity")]
-
-
-def _family_scores(emb: np.ndarray, labels: np.ndarray, family: np.ndarray) -> np.ndarray:
-    """Similarities of every pair of photos of two different pets of the same look-alike family."""
-    fam = family[labels]
-    out = []
-    for f in np.unique(fam):
-        idx = np.flatnonzero(fam == f)
-        sims = emb[idx] @ emb[idx].T
-        diff = labels[idx][:, None] != labels[idx][None, :]
-        out.append(sims[np.triu(diff, 1)])
-    return np.concatenate(out) if out else np.zeros(0)
-
-
 def _deployment(params: StudyParams, run: RunDir, test, emb, labels, scores, pairs, tr_emb, tr_labels) -> dict:
     """What an app team decides (how many photos to enrol, look-alike impostors, thresholds by
     false-accept rate, galleries that grow), on this test split at the run's validation thresholds."""
     ev, seed, s = params.eval, params.seed, run.summary()
     threshold, same = s["val_threshold"], pairs[:, 2].astype(bool)
-    enrol = bench.enrolment(emb, labels, n_boot=ev.n_bootstrap, seed=seed)
-    nn_idx, nn_sim = bench.nearest_impostors(emb, labels)
+    enrol = metrics.enrolment(emb, labels, n_boot=ev.n_bootstrap, seed=seed)
+    nn_idx, nn_sim = metrics.nearest_impostors(emb, labels)
     lookalike = {"nearest impostor": nn_sim}
     families = data.lookalike_families(params, run.species, test.identities)
     if families is not None:
-        lookalike[f"same {families[0]}"] = _family_scores(emb, labels, families[1])
+        lookalike[f"same {families[0]}"] = metrics.family_scores(emb, labels, families[1])
     first = np.unique(tr_labels, return_index=True)[1]
     worst = np.argsort(-nn_sim, kind="stable")[:6]
     return {"recommended_threshold": threshold,
-            "thresholds": bench.thresholds_on_test(s.get("val_far_thresholds") or {}, scores, same, ev.n_bootstrap, seed),
+            "thresholds": metrics.thresholds_on_test(s.get("val_far_thresholds") or {}, scores, same, ev.n_bootstrap, seed),
             "enrolment": enrol,
-            "smallest_k_within_1pt_of_k5": {h: bench.smallest_sufficient_k(enrol, h) for h in ("max", "mean", "centroid")},
-            "impostors": bench.impostor_study(scores[same], scores[~same], lookalike, threshold),
-            "gallery_growth": bench.gallery_growth(emb, labels, tr_emb[first], threshold, seed=seed),
+            "smallest_k_within_1pt_of_k5": {h: metrics.smallest_sufficient_k(enrol, h) for h in ("max", "mean", "centroid")},
+            "impostors": metrics.impostor_study(scores[same], scores[~same], lookalike, threshold),
+            "gallery_growth": metrics.gallery_growth(emb, labels, tr_emb[first], threshold, seed=seed),
             "worst_lookalikes": [[int(i), int(nn_idx[i]), float(nn_sim[i])] for i in worst]}
 
 
@@ -128,11 +110,11 @@ def _protocol(params: StudyParams, species: str, run: RunDir, embedder, splits, 
 
 def headline_metrics(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, params: StudyParams) -> dict:
     """The REPEAT_KEYS figures of one embedding of the test split (pairs and seeds fixed by the study)."""
-    scores = bench.pair_scores(emb, pairs)
-    m = {"retrieval": bench.retrieval(emb, labels), "ranking": bench.pair_ranking(scores, pairs[:, 2]),
-         "verification": bench.best_threshold(scores, pairs[:, 2]),
-         "open_set": bench.open_set(emb, labels, params.eval.gallery_frac, params.seed),
-         "clustering": bench.clustering(emb, labels, seed=params.seed)}
+    scores = metrics.pair_scores(emb, pairs)
+    m = {"retrieval": metrics.retrieval(emb, labels), "ranking": metrics.pair_ranking(scores, pairs[:, 2]),
+         "verification": metrics.best_threshold(scores, pairs[:, 2]),
+         "open_set": metrics.open_set(emb, labels, params.eval.gallery_frac, params.seed),
+         "clustering": metrics.clustering(emb, labels, seed=params.seed)}
     return _pick(m)
 
 
@@ -163,7 +145,7 @@ def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: 
     """Repeat 0's figures (already computed) and those of every further training repeat."""
     rows = [{"repeat": 0, "seed": params.train_seed(0), **_pick(first)}]
     for r in range(1, params.repeats(model, species)):
-        run = RunDir(params.run_dir(model, species, r))
+        run = RunDir(Layout(params).run_dir(model, species, r))
         embedder = run.load_embedder(device)
         emb = cached_embeddings(out / "embeddings.npz", f"test-{'tta' if params.eval.tta else 'plain'}-r{r}",
                                 run.file("pet_embedder.pt"), test.paths,
@@ -175,7 +157,7 @@ def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: 
 
 def evaluate_run(params: StudyParams, model: str, species: str, progress: bool = True) -> dict:
     """Run every benchmark on the test split of one trained run; returns the metrics dict it wrote."""
-    run, out = RunDir(params.run_dir(model, species)), params.eval_dir(model, species)
+    run, out = RunDir(Layout(params).run_dir(model, species)), Layout(params).eval_dir(model, species)
     out.mkdir(parents=True, exist_ok=True)
     ev, seed, stages = params.eval, params.seed, _Stages()
     device = resolve_device(params.train.device)
@@ -184,32 +166,32 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
     splits = data.load_splits(params, species)
     test, train_idx = splits["test"], splits["train"]
     labels, kw = test.labels, dict(device=device, tta=ev.tta, progress=progress)
-    tr_sel = bench.sample_by_identity(train_idx.labels, ev.n_overfit, seed)
+    tr_sel = metrics.sample_by_identity(train_idx.labels, ev.n_overfit, seed)
 
     with stages("embed"):
         emb, tr_emb = _embeddings(embedder, run, out, test, train_idx, tr_sel, size, kw)
     with stages("retrieval"):
-        ret = bench.retrieval(emb, labels, per_query=True)
-        pq = ret.pop("_per_query")
+        pq = metrics.leave_one_out(emb, labels)
+        ret = metrics.retrieval_figures(pq)
     with stages("clustering"):
-        clu = bench.clustering(emb, labels, seed=seed)
+        clu = metrics.clustering(emb, labels, seed=seed)
     with stages("ranking"):
-        pairs = bench.sample_pairs(labels, ev.n_rank_pairs, seed)
-        scores = bench.pair_scores(emb, pairs)
-        rank, ver = bench.pair_ranking(scores, pairs[:, 2]), bench.best_threshold(scores, pairs[:, 2])
+        pairs = data.sample_pairs(labels, ev.n_rank_pairs, seed)
+        scores = metrics.pair_scores(emb, pairs)
+        rank, ver = metrics.pair_ranking(scores, pairs[:, 2]), metrics.best_threshold(scores, pairs[:, 2])
     with stages("triplets"):
-        tri = bench.triplets(emb, labels, ev.n_triplets, seed)
+        tri = metrics.triplets(emb, labels, ev.n_triplets, seed)
     with stages("overfitting"):
-        ovf = bench.overfitting(tr_emb, train_idx.labels[tr_sel], emb, labels, n=ev.n_overfit, seed=seed)
+        ovf = metrics.overfitting(tr_emb, train_idx.labels[tr_sel], emb, labels, n=ev.n_overfit, seed=seed)
     with stages("robustness"):
         rob = _robustness(embedder, test, emb, ev.n_robustness, seed, size, kw)
     with stages("open_set_and_bootstrap"):
-        os_scores = bench.open_set_scores(emb, labels, bench.open_set_split(labels, ev.gallery_frac, seed))
-        opn = bench.open_set(emb, labels, ev.gallery_frac, seed)
-        ci = bench.bootstrap_ci(pq, scores, pairs, labels, os_scores, n=ev.n_bootstrap, seed=seed)
+        os_scores = metrics.open_set_scores(emb, labels, metrics.open_set_split(labels, seed, ev.gallery_frac))
+        opn = metrics.open_set(emb, labels, ev.gallery_frac, seed)
+        ci = metrics.headline_intervals(pq, scores, pairs, labels, os_scores, n=ev.n_bootstrap, seed=seed)
     with stages("plots"):
-        fpr, tpr, _ = bench.roc(scores, pairs[:, 2])
-        cmc = bench.cmc(pq["first_rank"], 20)
+        fpr, tpr, _ = metrics.roc(scores, pairs[:, 2])
+        cmc = metrics.cmc(pq.ranking.first_rank, 20)
         _draw(out, test, emb, pq, scores, pairs, fpr, tpr, rank, cmc, rob, f"{model} / {species}", seed)
 
     with stages("deployment"):
@@ -221,7 +203,7 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
     first = {"retrieval": ret, "ranking": rank, "verification": ver, "open_set": opn, "clustering": clu}
     with stages("repeats"):
         repeats = _repeats(params, model, species, test, pairs, first, out, device, progress)
-    metrics = {"schema": SCHEMA, "model": model, "species": species, "run_dir": str(run.path),
+    result = {"schema": SCHEMA, "model": model, "species": species, "run_dir": str(run.path),
                "checkpoint_sha256": file_sha256(run.file("pet_embedder.pt")), "tta": ev.tta,
                "test_fingerprint": data.fingerprint(test.root, test.paths), "kernels": kernels,
                "repeats": repeats, "repeat_stats": repeat_stats(repeats),
@@ -229,8 +211,8 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
                "clustering": clu, "ranking": rank, "verification": ver, "triplets": tri, "overfitting": ovf,
                "robustness": rob, "open_set": opn, "ci95": ci, "cmc": cmc.tolist(), "curves": {"roc": _thin(fpr, tpr)},
                "efficiency": _efficiency(embedder, run, size), "protocol": proto, "deployment": deploy, "timings_s": stages.seconds}
-    atomic_write_json(out / "metrics.json", clean_nan(metrics))
-    return metrics
+    atomic_write_json(out / "metrics.json", clean_nan(result))
+    return result
 
 
 def _thin(fpr: np.ndarray, tpr: np.ndarray, n: int = 400) -> dict:
@@ -240,11 +222,11 @@ def _thin(fpr: np.ndarray, tpr: np.ndarray, n: int = 400) -> dict:
 
 def _draw(out: Path, test, emb, pq, scores, pairs, fpr, tpr, rank, cmc, rob, title, seed):
     rng = np.random.default_rng(seed)
-    q = rng.choice(len(pq["index"]), min(10, len(pq["index"])), replace=False)
+    q = rng.choice(len(pq.index), min(10, len(pq.index)), replace=False)
     rows, borders, names = [], [], []
     for k in q:
-        i = pq["index"][k]
-        nn = pq["topk"][k][:5]
+        i = pq.index[k]
+        nn = pq.ranking.topk[k][:5]
         rows.append([data.load_image(test.paths[i])] + [data.load_image(test.paths[j]) for j in nn])
         borders.append([None] + ["green" if test.labels[j] == test.labels[i] else "red" for j in nn])
         names.append(test.identities[int(test.labels[i])])

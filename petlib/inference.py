@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from . import data
+from .constants import far_key
 from .run import RunDir, metadata_from_text
 
 GALLERY_FORMAT = "petface-gallery/1"
@@ -177,9 +178,7 @@ class PetRecognitionPipeline:
     def threshold_at_far(self, far: float) -> float:
         """The threshold at which at most `far` of the validation strangers' pairs were accepted (the
         model's metadata): "at most 1 in 1,000 strangers' pets" is `far=1e-3`."""
-        from .bench import FAR_KEYS
-
-        key = FAR_KEYS.get(far, f"{far:g}")
+        key = far_key(far)
         t = self.embedder.far_thresholds.get(key)
         if t is None:
             have = sorted(k for k, v in self.embedder.far_thresholds.items() if v is not None)

@@ -115,3 +115,13 @@ def load_torch(path: str | Path, map_location="cpu") -> Any:
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         first = (str(e).splitlines() or [type(e).__name__])[0].split(". ")[0]
         raise UnsafeFileError(f"{path}: not a readable weights file (truncated, or not written by torch.save): {first}") from None
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found (has the notebook that writes it run?)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None

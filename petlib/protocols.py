@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bench
+from . import metrics
 from .embed import embed_images
 
 
@@ -17,8 +17,8 @@ def verification(scores: np.ndarray, is_same: np.ndarray, threshold: float) -> d
     from sklearn.metrics import roc_auc_score
 
     y = np.asarray(is_same).astype(bool)
-    rank = bench.pair_ranking(scores, y)
-    return {"n_pairs": int(len(y)), "roc_auc_petface": bench.petface_auc(scores, y),
+    rank = metrics.pair_ranking(scores, y)
+    return {"n_pairs": int(len(y)), "roc_auc_petface": metrics.petface_auc(scores, y),
             "roc_auc": float(roc_auc_score(y, scores)), "eer": rank["eer"],
             **{k: v for k, v in rank.items() if k.startswith("tar@")}, "val_threshold": float(threshold),
             "accuracy_at_val_threshold": float(((np.asarray(scores) >= threshold) == y).mean())}
@@ -34,7 +34,7 @@ def petface(embedder, centres: np.ndarray, splits: dict, proto: dict, threshold:
     emb = embed_images(embedder, [root / f for f in files], size, **kw)
     pairs = np.array([[pos[a], pos[b], lab] for a, b, lab in proto["pairs"]], dtype=np.int64).reshape(-1, 3)
     out = {"name": "petface", "family": proto.get("family"),
-           "verification": {**verification(bench.pair_scores(emb, pairs), pairs[:, 2], threshold),
+           "verification": {**verification(metrics.pair_scores(emb, pairs), pairs[:, 2], threshold),
                             "pairs_dropped": proto.get("pairs_dropped", 0)}}
     reid, train = splits.get("reid"), splits["train"]
     if reid is not None and len(reid.paths):
@@ -48,9 +48,9 @@ def petface(embedder, centres: np.ndarray, splits: dict, proto: dict, threshold:
         g = embed_images(embedder, train.paths, size, **kw)
         out["reidentification"] = {
             "n_queries": int(len(truth)), "n_dropped": int(len(reid.paths) - len(keep)), "n_classes": int(len(cls)),
-            "arcface_centres": bench.topk_identification(q @ centres.T, truth),
-            "nearest_training_image": bench.topk_identification(
-                bench.class_max_scores(q, g, train.labels, len(cls)), truth)}
+            "arcface_centres": metrics.topk_identification(q @ centres.T, truth),
+            "nearest_training_image": metrics.topk_identification(
+                metrics.class_max_scores(q, g, train.labels, len(cls)), truth)}
     return out
 
 
@@ -72,9 +72,9 @@ def dogfacenet(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, threshold
     """DogFaceNet's open set (its test identities, never trained on): verification accuracy on pairs at
     the validation threshold, and one-shot identification rank-1/rank-5 (one enrolled photo per dog)."""
     g, p = one_shot_split(labels, seed)
-    ident = bench.topk_identification(bench.class_max_scores(emb[p], emb[g], np.arange(len(g)), len(g)),
+    ident = metrics.topk_identification(metrics.class_max_scores(emb[p], emb[g], np.arange(len(g)), len(g)),
                                       np.searchsorted(labels[g], labels[p]))
     return {"name": "dogfacenet",
-            "verification": verification(bench.pair_scores(emb, pairs), pairs[:, 2], threshold),
+            "verification": verification(metrics.pair_scores(emb, pairs), pairs[:, 2], threshold),
             "one_shot": {"n_gallery": int(len(g)), "n_probes": int(len(p)), "rank1": ident["top1"],
                          "rank5": ident["top5"]}}

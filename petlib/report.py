@@ -120,16 +120,6 @@ def show_header(params: StudyParams, title: str, fingerprints: dict[str, str] | 
     return env
 
 
-def read_json(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found (has the notebook that writes it run?)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
 def write_headline(path: str | Path | None, figures: dict) -> None:
     """Called by a notebook: the figures the study index shows for it (no-op when run by hand)."""
     if path:

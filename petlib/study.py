@@ -24,6 +24,7 @@ import yaml
 from . import progress, reproducible
 from .config import StudyParams, dump_params, params_to_dict
 from .io import atomic_write_json, atomic_write_text
+from .layout import Layout
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -209,7 +210,7 @@ def run_study(params: StudyParams, only: list[str] | None = None, force: bool = 
               heartbeat_s: float = 10.0) -> int:
     """Run the study's notebooks; returns the number of failed tasks (0 on success). While one runs, its
     elapsed time and progress are logged every `heartbeat_s` seconds."""
-    report_dir = Path(params.reports_dir) / params.name
+    report_dir = Layout(params).reports()
     report_dir.mkdir(parents=True, exist_ok=True)
     params_file = report_dir / "params.yaml"
     keyed = {k: v for k, v in params_to_dict(params).items() if k != "notebooks"}  # the plan is not an input

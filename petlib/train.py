@@ -25,13 +25,14 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Sampler
 
-from . import bench, data, reproducible, runtime
+from . import data, metrics, reproducible, runtime
 from .config import StudyParams, params_to_dict
 from .embed import embed_images
 from .io import atomic_path, atomic_write_json, load_torch
 from .losses import arcface_loss
 from .models import PetFaceModel, create_embedder, embedder_from_config
 from .run import RunDir
+from .layout import Layout
 
 
 class TrainingDiverged(RuntimeError):
@@ -141,7 +142,7 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     validation pairs are the study's."""
     mp, tp = params.model(model_name), params.train
     seed = params.train_seed(repeat)
-    if not params.split_manifest(species).is_file():
+    if not Layout(params).split_manifest(species).is_file():
         data.prepare_species(params, species, progress=progress and rt.main)
     splits = data.load_splits(params, species)
     train_idx, val_idx = splits["train"], splits["val"]
@@ -264,9 +265,9 @@ def validate(s: Setup) -> dict:
     emb = embed_images(s.model.embedder, [s.val_idx.paths[i] for i in used], s.config["image_size"], **s.eval_kw)
     pos = np.zeros(int(used.max()) + 1, np.int64)
     pos[used] = np.arange(len(used))
-    scores = bench.pair_scores(emb, pos[s.pairs[:, :2]])
-    impostors = bench.impostor_scores(emb, s.val_idx.labels[used])
-    return {**bench.best_threshold(scores, s.pairs[:, 2]), "far_thresholds": bench.far_thresholds(impostors)}
+    scores = metrics.pair_scores(emb, pos[s.pairs[:, :2]])
+    impostors = metrics.impostor_scores(emb, s.val_idx.labels[used])
+    return {**metrics.best_threshold(scores, s.pairs[:, 2]), "far_thresholds": metrics.far_thresholds(impostors)}
 
 
 def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor, tp, epoch: int, step: int, out: Path) -> float:
@@ -373,7 +374,7 @@ def finished_history(params: StudyParams, model_name: str, species: str, out: Pa
     this data (same config.json), else None."""
     run = RunDir(out)
     needed = ("config.json", "history.json", "pet_embedder.pt", "pet_embedder.onnx")
-    if not all(run.file(n).is_file() for n in needed) or not params.split_manifest(species).is_file():
+    if not all(run.file(n).is_file() for n in needed) or not Layout(params).split_manifest(species).is_file():
         return None
     splits = data.load_splits(params, species)
     fingerprint = data.fingerprint(splits["train"].root, splits["train"].paths + splits["val"].paths)
@@ -385,16 +386,16 @@ def finished_history(params: StudyParams, model_name: str, species: str, out: Pa
 def train_model(params: StudyParams, model_name: str, species: str, out_dir: str | Path | None = None,
                 resume: bool = False, progress: bool = True, stop_after_epoch: int | None = None,
                 reuse: bool = False, repeat: int = 0, log=print) -> TrainResult:
-    """Train one (model, species) pair into `out_dir` (default `params.run_dir(...)`).
+    """Train one (model, species) pair into `out_dir` (default `Layout(params).run_dir(...)`).
 
     Returns the history and this rank's trained model (in memory; rank 0 also wrote the artefacts).
     `reuse` returns the history of a finished run with the same config instead of training again (a
     notebook opened after `make study`). `stop_after_epoch` ends the run after that epoch as if it had
     been killed there (checkpoints written, no final export): what the resume test uses. `repeat` r
-    trains with seed + r into its own run folder (`params.run_dir(model, species, r)`).
+    trains with seed + r into its own run folder (`Layout(params).run_dir(model, species, r)`).
     """
     tp = params.train
-    out = Path(out_dir) if out_dir else params.run_dir(model_name, species, repeat)
+    out = Path(out_dir) if out_dir else Layout(params).run_dir(model_name, species, repeat)
     if reuse and not resume and (history := finished_history(params, model_name, species, out, repeat)) is not None:
         log(f"{model_name}-{species}: reusing the finished run in {out} (same params and data); "
             f"set retrain = True to train again")

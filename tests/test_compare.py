@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from petlib import compare
-from petlib.metrics import SCHEMA
+from petlib.schema import SCHEMA
 
 
 def _fake_metrics(r1, ci, eer, params, species="cat", fp="f00d"):
@@ -83,7 +83,8 @@ def test_a_difference_within_the_training_spread_is_a_tie():
 
 
 def test_repeat_stats_by_hand():
-    from petlib.evaluate import REPEAT_KEYS, repeat_stats
+    from petlib.evaluate import repeat_stats
+    from petlib.schema import REPEAT_KEYS
 
     reps = [{sec: {k: v for s2, k in REPEAT_KEYS if s2 == sec} for sec, _ in REPEAT_KEYS} for v in (0.4, 0.5, 0.6)]
     st = repeat_stats(reps)["retrieval.recall@1"]

@@ -2,6 +2,7 @@ import pytest
 import yaml
 
 from petlib.config import ParamsError, apply_overrides, load_params, params_from_dict
+from petlib.layout import Layout
 
 
 def test_shipped_params_load(repo):
@@ -133,4 +134,4 @@ def test_home_and_absolute_paths_are_kept(tmp_path, monkeypatch):
 def test_repository_params_resolve_to_the_repository(repo, monkeypatch):
     monkeypatch.chdir(repo / "notebooks")
     p = load_params("params/demo.yaml")
-    assert p.output_dir == str(repo / "outputs") and p.out("runs") == repo / "outputs" / "demo" / "runs"
+    assert p.output_dir == str(repo / "outputs") and Layout(p).out("runs") == repo / "outputs" / "demo" / "runs"

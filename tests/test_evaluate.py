@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from petlib import bench, embed, evaluate, metrics
+from petlib import embed, evaluate, metrics, schema
 from petlib.data import load_split
 from petlib.run import RunDir
+from petlib.layout import Layout
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +18,9 @@ def trained(trained_ci):
 @pytest.mark.timeout(900)
 def test_evaluate_run_writes_every_number_and_plot(trained):
     m = evaluate.evaluate_run(trained, "mnv3", "cat", progress=False)
-    out = trained.eval_dir("mnv3", "cat")
+    out = Layout(trained).eval_dir("mnv3", "cat")
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["schema"] == metrics.SCHEMA
+    assert saved["schema"] == schema.SCHEMA
     for section, keys in {"retrieval": ["recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "map@r", "n_queries"],
                           "clustering": ["nmi", "ari", "purity"],
                           "ranking": ["roc_auc", "eer", "spearman", "tar@far=1e-2", "tar@far=1e-3", "tar@far=1e-4"],
@@ -39,7 +40,7 @@ def test_evaluate_run_writes_every_number_and_plot(trained):
 
 
 def test_embedding_cache_hits_and_invalidates(trained, tmp_path):
-    run = trained.run_dir("mnv3", "cat")
+    run = Layout(trained).run_dir("mnv3", "cat")
     calls = []
     paths = ["a", "b"]
 
@@ -70,7 +71,7 @@ def test_degradations_follow_the_design():
 
 
 def test_tta_embeddings_are_unit_and_flip_invariant(trained):
-    emb_model = RunDir(trained.run_dir("mnv3", "cat")).load_embedder()
+    emb_model = RunDir(Layout(trained).run_dir("mnv3", "cat")).load_embedder()
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
     a = embed.embed_images(emb_model, [img], 64, tta=True)
@@ -82,7 +83,7 @@ def test_tta_embeddings_are_unit_and_flip_invariant(trained):
 def test_cli_embed_and_evaluate(trained, capsys):
     from petlib.cli import main
 
-    run = trained.run_dir("mnv3", "cat")
+    run = Layout(trained).run_dir("mnv3", "cat")
     assert main(["embed", str(run), "--split", "val"]) == 0
     assert "embeddings" in capsys.readouterr().out
     with np.load(run / "embeddings.npz") as z:
@@ -101,8 +102,8 @@ def test_repeats_train_with_other_seeds_and_are_evaluated_on_the_same_test_set(t
     p = copy.deepcopy(trained)
     p.train.repeats, p.train.repeat_runs = 2, ["mnv3-cat"]
     r1 = train.train_model(p, "mnv3", "cat", repeat=1, progress=False, log=lambda *_: None)
-    assert r1.out_dir == p.run_dir("mnv3", "cat", 1) and r1.out_dir.name == "mnv3-cat-r1"
-    cfg0, cfg1 = RunDir(p.run_dir("mnv3", "cat")).config(), RunDir(r1.out_dir).config()
+    assert r1.out_dir == Layout(p).run_dir("mnv3", "cat", 1) and r1.out_dir.name == "mnv3-cat-r1"
+    cfg0, cfg1 = RunDir(Layout(p).run_dir("mnv3", "cat")).config(), RunDir(r1.out_dir).config()
     assert (cfg0["seed"], cfg1["seed"]) == (p.seed, p.seed + 1) and cfg0["data_fingerprint"] == cfg1["data_fingerprint"]
     m = evaluate.evaluate_run(p, "mnv3", "cat", progress=False)
     assert [r["repeat"] for r in m["repeats"]] == [0, 1] and [r["seed"] for r in m["repeats"]] == [42, 43]
@@ -114,10 +115,10 @@ def test_repeats_train_with_other_seeds_and_are_evaluated_on_the_same_test_set(t
     # repeat 1's figures are its own embedding's, computed the same way as repeat 0's
     test = load_split(p, "cat", "test")
     emb1 = embed.embed_images(RunDir(r1.out_dir).load_embedder(), test.paths, 64)
-    assert m["repeats"][1]["retrieval"]["recall@1"] == pytest.approx(bench.retrieval(emb1, test.labels)["recall@1"])
+    assert m["repeats"][1]["retrieval"]["recall@1"] == pytest.approx(metrics.retrieval(emb1, test.labels)["recall@1"])
     assert len(m["test_fingerprint"]) == 16
     assert evaluate.headline(m)["R@1 over 2 seeds"] == f"{st['mean']:.4f} ± {st['std']:.4f} sd"
-    results = [train.TrainResult(RunDir(p.run_dir("mnv3", "cat", r)).history(), None, p.run_dir("mnv3", "cat", r))
+    results = [train.TrainResult(RunDir(Layout(p).run_dir("mnv3", "cat", r)).history(), None, Layout(p).run_dir("mnv3", "cat", r))
                for r in (0, 1)]
     s = train.repeat_summary(results)
     accs = [row["val_accuracy"] for row in s["rows"]]

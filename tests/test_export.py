@@ -12,6 +12,7 @@ from petlib.export import coreml, tflite
 from petlib.export.tools import ChildConversion
 from petlib.io import atomic_dir
 from petlib.run import RunDir
+from petlib.layout import Layout
 
 PHONE = ["executorch", "coreml", "tflite"]
 needs_converters = pytest.mark.skipif(not all(export.converter_available(f) for f in PHONE),
@@ -80,7 +81,7 @@ def test_onnx_int8_torchscript_parity_and_metadata(exported, trained_ci):
     kept = [k for k in rows if k.startswith("ONNX INT8 (kept")][0]
     assert rows[kept]["bytes"] < rows["ONNX fp32"]["bytes"] / 2
     assert rows[kept]["min_cosine"] > 0.8
-    out = trained_ci.out("exports", "mnv3-cat")
+    out = Layout(trained_ci).export_dir("mnv3", "cat")
     import onnxruntime as ort
     meta = ort.InferenceSession(str(out / "pet_embedder.int8.onnx")).get_modelmeta().custom_metadata_map
     assert meta["channel_order"] == "RGB" and "recommended_threshold" in meta
@@ -136,7 +137,7 @@ def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
 
 @needs_converters
 def test_every_format_carries_the_same_metadata(exported, trained_ci):
-    out = trained_ci.out("exports", "mnv3-cat")
+    out = Layout(trained_ci).export_dir("mnv3", "cat")
     want = exported["metadata"]
     assert want["far_thresholds"]["1e-2"] is not None, "the FAR -> threshold map travels with every format"
     for fmt in export.FORMATS.values():
@@ -149,7 +150,7 @@ def test_every_format_carries_the_same_metadata(exported, trained_ci):
 
 @needs_converters
 def test_coreml_check_catches_a_wrong_spec(exported, trained_ci):
-    path = trained_ci.out("exports", "mnv3-cat") / "pet_embedder.mlpackage"
+    path = Layout(trained_ci).export_dir("mnv3", "cat") / "pet_embedder.mlpackage"
     ok = coreml.check(path, 64, 128, exported["metadata"])
     assert ok["batch_range"][0] == 1
     with pytest.raises(export.ExportError, match=r"shape range"):
@@ -160,10 +161,10 @@ def test_coreml_check_catches_a_wrong_spec(exported, trained_ci):
 
 @needs_converters
 def test_tflite_runner_embeds_any_number_of_images(exported, trained_ci):
-    path = trained_ci.out("exports", "mnv3-cat") / "pet_embedder.tflite"
+    path = Layout(trained_ci).export_dir("mnv3", "cat") / "pet_embedder.tflite"
     x = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
     got = tflite.runner(path, 1)(x)
-    emb = RunDir(trained_ci.run_dir("mnv3", "cat")).load_embedder()
+    emb = RunDir(Layout(trained_ci).run_dir("mnv3", "cat")).load_embedder()
     with torch.no_grad():
         ref = emb(torch.from_numpy(x)).numpy()
     assert got.shape == (3, 128) and np.allclose(got, ref, atol=1e-4)
@@ -237,7 +238,7 @@ def test_atomic_dir_replaces_on_success_and_keeps_on_error(tmp_path):
 def test_cli_export(trained_ci, tmp_path, capsys):
     from petlib.cli import main
 
-    run = trained_ci.run_dir("mnv3", "cat")
+    run = Layout(trained_ci).run_dir("mnv3", "cat")
     assert main(["export", str(run), "--formats", "onnx", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ONNX fp32" in out and (tmp_path / "pet_embedder.onnx").is_file()

@@ -5,6 +5,7 @@ import pytest
 
 from petlib import data, inference
 from petlib.inference import GalleryError, PetRecognitionPipeline
+from petlib.layout import Layout
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def _by_identity(split):
 
 @pytest.mark.parametrize("kind", ["onnx", "pt"])
 def test_register_recognize_and_unknown(trained_ci, split, tmp_path, kind):
-    run = trained_ci.run_dir("mnv3", "cat")
+    run = Layout(trained_ci).run_dir("mnv3", "cat")
     pipe = PetRecognitionPipeline("none", run / f"pet_embedder.{kind}")
     ids = _by_identity(split)
     names = list(ids)
@@ -41,7 +42,7 @@ def test_register_recognize_and_unknown(trained_ci, split, tmp_path, kind):
 
 
 def test_onnx_and_torch_agree_and_metadata_is_read(trained_ci, split):
-    run = trained_ci.run_dir("mnv3", "cat")
+    run = Layout(trained_ci).run_dir("mnv3", "cat")
     o = inference.ONNXPetRecognition(run / "pet_embedder.onnx")
     t = inference.TorchEmbedder(run / "pet_embedder.pt")
     assert o.image_size == 64 and o.threshold is not None
@@ -50,7 +51,7 @@ def test_onnx_and_torch_agree_and_metadata_is_read(trained_ci, split):
 
 
 def test_gallery_refuses_other_model_tampering_and_truncation(trained_ci, split, tmp_path):
-    run = trained_ci.run_dir("mnv3", "cat")
+    run = Layout(trained_ci).run_dir("mnv3", "cat")
     pipe = PetRecognitionPipeline("none", run / "pet_embedder.onnx")
     pipe.register_pet("rex", split.paths[:2])
     g = tmp_path / "g.npz"
@@ -85,7 +86,7 @@ def test_opencv_cat_detector_finds_a_real_cat_and_reports_no_face():
 def test_cli_register_recognize_compare(trained_ci, split, tmp_path, capsys):
     from petlib.cli import main
 
-    emb = str(trained_ci.run_dir("mnv3", "cat") / "pet_embedder.onnx")
+    emb = str(Layout(trained_ci).run_dir("mnv3", "cat") / "pet_embedder.onnx")
     g = str(tmp_path / "g.npz")
     assert main(["register", g, "rex", *map(str, split.paths[:2]), "--embedder", emb]) == 0
     assert main(["recognize", g, str(split.paths[0]), "--embedder", emb]) == 0
@@ -102,12 +103,12 @@ def test_far_thresholds_reach_the_app(trained_ci, split, capsys):
     `--far` uses it, and a FAR validation could not measure is one clear error."""
     import json
 
-    from petlib.bench import far_thresholds
+    from petlib.metrics import far_thresholds
     from petlib.cli import main
     from petlib.inference import PetRecognitionPipeline
     from petlib.run import RunDir, best_val_epoch
 
-    run = RunDir(trained_ci.run_dir("mnv3", "cat"))
+    run = RunDir(Layout(trained_ci).run_dir("mnv3", "cat"))
     best = best_val_epoch(run.history())
     meta = run.deploy_metadata()
     assert meta["far_thresholds"] == best["val"]["far_thresholds"]

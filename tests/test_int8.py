@@ -8,6 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from petlib.export import int8
 from petlib.export.measure import TestSet as EvalSet
+from petlib.layout import Layout
 
 RNG = np.random.default_rng(0)
 
@@ -138,7 +139,7 @@ def test_short_names_change_nothing_but_the_size(tmp_path):
 def test_node_groups_name_the_first_conv_squeeze_excite_and_head(trained_ci, tmp_path):
     from petlib.run import RunDir
 
-    model = onnx.load(str(RunDir(trained_ci.run_dir("mnv3", "cat")).file("pet_embedder.onnx")))
+    model = onnx.load(str(RunDir(Layout(trained_ci).run_dir("mnv3", "cat")).file("pet_embedder.onnx")))
     g = int8.node_groups(model)
     assert g["first conv"] == ["/backbone/conv_stem/Conv"]
     assert g["squeeze-excite"] and all("/se/" in n for n in g["squeeze-excite"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from petlib import bench, data
+from petlib import data, metrics
 from petlib.data import DataError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,23 +269,23 @@ def test_petface_auc_clips_negative_scores_like_compute_auc():
     same = np.array([1, 1, 0, 0, 1, 0])
     # clipped: [0.9, 0, 0.4, 0, 0.1, 0]; positives {0.9, 0, 0.1} vs negatives {0.4, 0, 0}:
     # 0.9 beats all 3; 0 ties two and loses one (0 + 0.5 + 0.5); 0.1 beats two zeros, loses to 0.4
-    assert bench.petface_auc(scores, same) == pytest.approx((3 + 1 + 2) / 9)
+    assert metrics.petface_auc(scores, same) == pytest.approx((3 + 1 + 2) / 9)
     # without clipping: 0.9 > all; -0.2 beats -0.5 only; 0.1 beats -0.5 and -0.1
     from sklearn.metrics import roc_auc_score
     assert roc_auc_score(same, scores) == pytest.approx((3 + 1 + 2) / 9)
-    assert bench.petface_auc(np.array([-0.3, -0.1]), np.array([1, 0])) == 0.5
+    assert metrics.petface_auc(np.array([-0.3, -0.1]), np.array([1, 0])) == 0.5
 
 
 def test_reid_topk_against_a_brute_force_loop():
     rng = np.random.default_rng(0)
     q, g = rng.normal(size=(40, 8)).astype(np.float32), rng.normal(size=(90, 8)).astype(np.float32)
     g_lab, truth = rng.integers(0, 12, 90), rng.integers(0, 12, 40)
-    scores = bench.class_max_scores(q, g, g_lab, 12, chunk=7)
+    scores = metrics.class_max_scores(q, g, g_lab, 12, chunk=7)
     for i in range(40):
         for c in range(12):
             members = [float(q[i] @ g[j]) for j in range(90) if g_lab[j] == c]
             assert scores[i, c] == pytest.approx(max(members) if members else -np.inf, abs=1e-5)
-    got = bench.topk_identification(scores, truth, ks=(1, 5))
+    got = metrics.topk_identification(scores, truth, ks=(1, 5))
     hits = {1: 0, 5: 0}
     for i in range(40):
         ranked = sorted(range(12), key=lambda c: (-scores[i, c], c))

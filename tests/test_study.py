@@ -6,6 +6,7 @@ import pytest
 
 from petlib.config import load_params
 from petlib.study import plan, run_study
+from petlib.layout import Layout
 
 
 @pytest.mark.timeout(600)
@@ -76,7 +77,7 @@ def test_plan_follows_model_species_and_export_runs(repo, tmp_path):
     keys = [t.key for t in plan(p)]
     assert [k for k in keys if k.startswith("02_train")] == ["02_train-a-cat", "02_train-a-dog", "02_train-b-dog"]
     assert [k for k in keys if k.startswith("05_export")] == ["05_export-b-dog"]
-    assert set(p.comparison_runs()) == {"a-cat", "a-dog", "b-dog"}
+    assert set(Layout(p).comparison_runs()) == {"a-cat", "a-dog", "b-dog"}
     assert p.pick_run() == ("a", "cat") and p.pick_run("b") == ("b", "dog") and p.pick_run(species="dog") == ("a", "dog")
     with pytest.raises(ValueError, match="no training run of model 'b' on species 'cat'"):
         p.pick_run("b", "cat")

@@ -12,6 +12,7 @@ import torch
 from petlib import run as rundir
 from petlib import train
 from petlib.train import lr_factor, margin_at
+from petlib.layout import Layout
 
 
 # ------------------------------------------------------------------ schedules
@@ -57,7 +58,7 @@ def params(make_params, tmp_path):
 def test_run_writes_the_designs_artefacts(params, tmp_path):
     p = params()
     hist = train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None).history
-    run = p.run_dir("mnv3", "cat")
+    run = Layout(p).run_dir("mnv3", "cat")
     for name in rundir.ARTEFACTS:
         assert (run / name).is_file(), name
     assert len(hist["epochs"]) == 2 and hist["untrained_val"] is not None
@@ -132,7 +133,7 @@ def test_missing_pretrained_file_stops_before_training(params, tmp_path):
     from petlib.models import PretrainedWeightsError
     with pytest.raises(PretrainedWeightsError, match="/nonexistent/mnv3.safetensors"):
         train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None)
-    assert not (p.run_dir("mnv3", "cat") / "last_checkpoint.pt").exists()
+    assert not (Layout(p).run_dir("mnv3", "cat") / "last_checkpoint.pt").exists()
 
 
 @pytest.mark.timeout(900)
@@ -181,7 +182,7 @@ def test_reuse_shows_the_finished_run_and_only_for_the_same_params(trained_ci):
     """02_train opened after a study shows the finished run; any change of params means training again."""
     import copy
 
-    run = trained_ci.run_dir("mnv3", "cat")
+    run = Layout(trained_ci).run_dir("mnv3", "cat")
     stamp = (run / "last_checkpoint.pt").stat().st_mtime_ns
     logs = []
     r = train.train_model(trained_ci, "mnv3", "cat", reuse=True, progress=False, log=logs.append)

@@ -17,35 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, DataError, ImageDecodeError, load_image
-
-
-@dataclass
-class IdentityIndex:
-    """Usable images of a folder-per-identity tree. Label i belongs to `identities[i]`."""
-    root: Path
-    paths: list[Path]
-    labels: np.ndarray
-    identities: list[str]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def fingerprint(self) -> str:
-        return fingerprint(self.root, self.paths)
-
-    def subset(self, identities: Iterable[str]) -> "IdentityIndex":
-        keep = set(identities)
-        names = [n for n in self.identities if n in keep]
-        new_label = {self.identities.index(n): i for i, n in enumerate(names)}
-        rows = [(p, new_label[int(l)]) for p, l in zip(self.paths, self.labels) if int(l) in new_label]
-        return IdentityIndex(self.root, [p for p, _ in rows], np.array([l for _, l in rows], dtype=np.int64),
-                             names, [])
-
-
-def fingerprint(root: Path, paths: Sequence[Path]) -> str:
-    """Hash of relative paths and file sizes: cheap, and changes when any file is added, removed or resized."""
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(f"{Path(p).relative_to(root).as_posix()}\t{Path(p).stat().st_size}\n".encode())
-    return h.hexdigest()[:16]
+from .types import IdentityIndex, Listing, fingerprint
 
 
 def _is_hidden(p: Path) -> bool:
@@ -110,8 +82,6 @@ def _verify(candidates: list[tuple[str, Path]], root: Path, max_pixels: int, cac
 
 def list_identity_folders(root: str | Path):
     """Candidates of a folder-per-identity tree (identity = folder name), and what is not a candidate."""
-    from .sources import Listing
-
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: data root does not exist or is not a folder")

@@ -7,11 +7,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ..constants import SPLITS
 from ..io import atomic_path
 from .decode import DataError
-from .scan import IdentityIndex
+from .sources import files
+from .types import IdentityIndex
 
-SPLITS = ("train", "val", "test")
 PROTOCOL_SPLITS = ("reid",)  # PetFace's re-identification photos: seen animals, never trained on
 
 
@@ -91,3 +92,24 @@ def sample_identities(index: IdentityIndex, n_identities: int = 6, per_identity:
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(index.identities), min(n_identities, len(index.identities)), replace=False)
     return [[index.paths[i] for i in np.flatnonzero(index.labels == lab)[:per_identity]] for lab in sorted(picks)]
+
+
+def identity_splits(lists: dict[str, str], identities: list[str], val_frac: float, seed: int) -> tuple[dict, list]:
+    """Split -> identity names from `{train: FILE, test: FILE}` (one name per line, as DogFaceNet ships them);
+    val is carved from train with the study's seed. Identities in neither list are skipped."""
+    named: dict[str, str] = {}
+    for split in ("train", "test"):
+        path = Path(lists[split])
+        for line, name in files.lines(path):
+            if named.setdefault(name, split) != split:
+                raise DataError(f"{path}:{line}: identity {name!r} is also in the {named[name]} list")
+    have = set(identities)
+    train = sorted(n for n, s in named.items() if s == "train" and n in have)
+    if not train:
+        raise DataError(f"{lists['train']}: none of its identities has usable images")
+    names = split_identities(train, (1 - val_frac, val_frac, 0.0), seed=seed) if val_frac > 0 else {
+        "train": train, "val": []}
+    names["test"] = sorted(n for n, s in named.items() if s == "test" and n in have)
+    skipped = [(n, "identity is in neither identity list") for n in identities if n not in named]
+    skipped += [(n, f"identity in the {s} list has no usable images") for n, s in named.items() if n not in have]
+    return names, skipped

@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import metrics
 from ..io import atomic_path
 from .measure import TASK_KEYS, TestSet, parity, run_batched
 
@@ -217,6 +218,18 @@ def _prepare(fp32: Path, pre: Path) -> dict[str, list[str]]:
     return node_groups(onnx.load(str(pre)))
 
 
+def quantize_file(fp32: Path, out: Path, calibration_items: Sequence, image_size: int,
+                  setting: Setting = BEFORE_SEARCH) -> Path:
+    """One INT8 file of one setting, without the search (benchmarks/run_all.py times it)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        pre = Path(d) / "preprocessed.onnx"
+        groups = _prepare(fp32, pre)
+        ranges = calibrate(pre, calibration_items[:setting.calibration_images], image_size, setting.method, Path(d))
+        return quantize(pre, ranges, setting, groups, out)
+
+
 def search(fp32: Path, calibration_items: Sequence, image_size: int, val: TestSet, cap_bytes: int, workdir: Path,
            progress: bool = False) -> SearchResult:
     """Greedy search (see the module docstring). `calibration_items` are images (paths or arrays) not in
@@ -253,12 +266,8 @@ def recall_change(emb: np.ndarray, ts: TestSet, n_boot: int = 1000, seed: int = 
     """Which queries find their rank-1 match through fp32 but not INT8 (lost) and the reverse (gained),
     and a paired bootstrap 95% interval of the change in Recall@1, in points. At a few hundred queries
     one query is 0.3 points, so whether a 1-point target is met is decided by a handful of queries."""
-    from .. import bench
-
-    ref = bench.retrieval(ts.reference, ts.labels, ks=(1,), per_query=True)["_per_query"]["hit@1"]
-    got = bench.retrieval(emb, ts.labels, ks=(1,), per_query=True)["_per_query"]["hit@1"]
-    diff = got - ref
-    boot = np.random.default_rng(seed).choice(diff, (n_boot, len(diff))).mean(1) * 100
-    lo, hi = np.percentile(boot, [2.5, 97.5])
+    diff = metrics.leave_one_out(emb, ts.labels).hit1 - metrics.leave_one_out(ts.reference, ts.labels).hit1
+    boot = metrics.bootstrap(lambda c: [(diff * c).sum() / len(diff) * 100], [len(diff)], n_boot, seed)
+    lo, hi = metrics.interval(boot)[:, 0]
     return {"queries": int(len(diff)), "lost": int((diff < 0).sum()), "gained": int((diff > 0).sum()),
             "delta_points": float(diff.mean() * 100), "ci95_points": [float(lo), float(hi)]}

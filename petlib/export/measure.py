@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import bench
+from .. import metrics
 from ..latency import latency_ms, torch_runner
 
 TASK_KEYS = ("verification_accuracy", "recall@1", "tar@far=1e-3")
@@ -23,10 +23,10 @@ class TestSet:
 
 
 def task_metrics(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray) -> dict:
-    s = bench.pair_scores(emb, pairs)
-    return {"verification_accuracy": bench.best_threshold(s, pairs[:, 2])["accuracy"],
-            "recall@1": bench.retrieval(emb, labels, ks=(1,))["recall@1"],
-            "tar@far=1e-3": bench.tar_at_far(s, pairs[:, 2], 1e-3)}
+    s = metrics.pair_scores(emb, pairs)
+    return {"verification_accuracy": metrics.best_threshold(s, pairs[:, 2])["accuracy"],
+            "recall@1": metrics.retrieval(emb, labels, ks=(1,))["recall@1"],
+            "tar@far=1e-3": metrics.tar_at_far(s, pairs[:, 2], 1e-3)}
 
 
 def run_batched(run, x: np.ndarray, batch: int = 64) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import bench, data, reproducible
+from .. import data, reproducible
 from ..embed import preprocess_images
 from ..io import atomic_write_json
 from ..latency import torch_runner
@@ -25,6 +25,7 @@ from . import int8
 from .measure import TASK_KEYS, TestSet, latencies, make_test_set, measure
 from .registry import EXPORT_INSTALL, FORMATS, Format
 from .tools import ConvertContext
+from ..layout import Layout
 
 CALIBRATION_IMAGES = max(int8.CALIBRATION_SIZES)  # the largest calibration set the INT8 search tries
 VALIDATION_IMAGES = 1000  # INT8 candidates are scored on at most this many validation images, whole identities
@@ -131,7 +132,7 @@ def validation_set(embedder, val, size: int, params) -> TestSet:
     counts = np.bincount(val.labels, minlength=len(val.identities))[order]
     keep = order[:max(1, int(np.searchsorted(np.cumsum(counts), VALIDATION_IMAGES, side="right")))]
     sub = val.subset([val.identities[i] for i in sorted(keep)])
-    pairs = bench.sample_pairs(sub.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
+    pairs = data.sample_pairs(sub.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
     return make_test_set(embedder, preprocess_images(sub.paths, size), sub.labels, pairs)
 
 
@@ -151,15 +152,15 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
     Writes and returns {model, species, rows, metadata, reference}."""
     fmts = _formats(formats or params.export.formats)
     reproducible.apply(params.reproducible, torch.device("cpu"))  # exports are checked on the CPU
-    run = RunDir(run_dir or params.run_dir(model, species))
-    out = Path(out_dir) if out_dir else params.out("exports", f"{model}-{species}")
+    run = RunDir(run_dir or Layout(params).run_dir(model, species))
+    out = Path(out_dir) if out_dir else Layout(params).export_dir(model, species)
     out.mkdir(parents=True, exist_ok=True)
     embedder = run.load_embedder().to(memory_format=torch.contiguous_format)
     cfg = run.config()
     size = cfg["image_size"]
     splits = data.load_splits(params, species)
     test, val = splits["test"], splits["val"]
-    pairs = bench.sample_pairs(test.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
+    pairs = data.sample_pairs(test.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
     ts = make_test_set(embedder, preprocess_images(test.paths, size), test.labels, pairs)
     int8_wanted = any(f.id == "onnx_int8" for f in fmts)  # its inputs cost a pass over validation
     ctx = ConvertContext(run, embedder, run.deploy_metadata(),

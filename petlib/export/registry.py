@@ -7,6 +7,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..constants import FORMAT_IDS
+
 EXPORT_INSTALL = "pip install -e '.[export]'"
 
 
@@ -61,6 +63,9 @@ FORMATS: dict[str, Format] = {f.id: f for f in [
            runtime="ai-edge-litert", batches=(1,),
            note="batch-1 graph: litert-torch cannot lower a dynamic-batch flatten"),
 ]}
+
+
+assert tuple(FORMATS) == FORMAT_IDS, "petlib.constants.FORMAT_IDS names every registry entry, in order"
 
 
 def converter_available(fmt: str) -> bool:

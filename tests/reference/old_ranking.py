@@ -1,5 +1,5 @@
-"""The ranking code petlib.bench used until issue 13 (a dozen full-width passes per chunk), kept
-verbatim as the reference the faster `bench.rank_queries` must equal."""
+"""The ranking code petlib used until issue 13 (a dozen full-width passes per chunk), kept
+verbatim as the reference the faster `metrics.rank_queries` must equal."""
 import numpy as np
 
 

@@ -1,11 +1,12 @@
 """Every metric against an independent computation: scikit-learn, brute-force loops, hand-computed cases."""
+import importlib
 import math
 
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score
 
-from petlib import bench
+from petlib import data, metrics
 
 
 def _emb(n_ids=25, per=(1, 5), dim=16, noise=0.7, seed=0):
@@ -45,7 +46,7 @@ def _brute_retrieval(emb, labels):
 
 def test_retrieval_matches_brute_force():
     emb, labels = _emb()
-    got = bench.retrieval(emb, labels)
+    got = metrics.retrieval(emb, labels)
     ref, nq = _brute_retrieval(emb, labels)
     assert got["n_queries"] == nq and got["n_excluded"] == len(labels) - nq
     for a, b in [("recall@1", "r1"), ("recall@5", "r5"), ("recall@10", "r10"), ("mrr", "mrr"),
@@ -56,17 +57,17 @@ def test_retrieval_matches_brute_force():
 def test_retrieval_chunking_does_not_change_results():
     emb, labels = _emb(40, seed=3)
     idx = np.arange(len(labels))
-    a = bench.rank_queries(emb, labels, emb, labels, exclude=idx, k=10, chunk=7)
-    b = bench.rank_queries(emb, labels, emb, labels, exclude=idx, k=10, chunk=1000)
+    a = metrics.rank_queries(emb, labels, emb, labels, exclude=idx, k=10, chunk=7)
+    b = metrics.rank_queries(emb, labels, emb, labels, exclude=idx, k=10, chunk=1000)
     for k in ("first_rank", "n_rel", "topk_rel", "ap_r", "topk"):
-        assert np.array_equal(a[k], b[k]), k
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
 
 
 def test_retrieval_hand_case():
     # four 1-d "embeddings": ids A A B B at +1, +0.9, -0.9... normalised 2-d vectors
     emb = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1]], dtype=np.float32)
     labels = np.array([0, 1, 0, 1])
-    r = bench.retrieval(emb, labels, ks=(1,))
+    r = metrics.retrieval(emb, labels, ks=(1,))
     # query0: nearest is 1 (wrong), then 2 (right): rr 1/2 ; query1: nearest 2 (0.96, wrong), then 0 (0.8), 3 (0.6, right): rr 1/3
     # query2: nearest 1 (0.96 wrong), 3 (0.8 wrong), 0 (0.6 right): rr 1/3 ; query3: nearest 2 (0.8 wrong), 1 (0.6 right): rr 1/2
     assert r["recall@1"] == 0.0
@@ -75,22 +76,22 @@ def test_retrieval_hand_case():
 
 def test_clustering_against_sklearn_and_purity_hand_case():
     emb, labels = _emb(12, per=(4, 6), noise=0.2)
-    got = bench.clustering(emb, labels, seed=1)
+    got = metrics.clustering(emb, labels, seed=1)
     assert got["nmi"] > 0.9 and got["k"] == 12
     # purity by hand: clusters [0,0,1] and [1,1,1,0] -> (2 + 3) / 7
-    assert bench.purity(np.array([0, 0, 1, 1, 1, 1, 0]), np.array([5, 5, 5, 9, 9, 9, 9])) == pytest.approx(5 / 7)
+    assert metrics.purity(np.array([0, 0, 1, 1, 1, 1, 0]), np.array([5, 5, 5, 9, 9, 9, 9])) == pytest.approx(5 / 7)
 
 
 def test_clustering_scores_equal_sklearn_on_the_same_assignment(monkeypatch):
     emb, labels = _emb(10, per=(3, 5), noise=0.9, seed=5)
     captured = {}
-    real = bench.kmeans
+    real = metrics.kmeans
 
     def spy(*a, **k):
         captured["assign"] = real(*a, **k)
         return captured["assign"]
-    monkeypatch.setattr(bench, "kmeans", spy)
-    got = bench.clustering(emb, labels, seed=2)
+    monkeypatch.setattr(importlib.import_module("petlib.metrics.clustering"), "kmeans", spy)
+    got = metrics.clustering(emb, labels, seed=2)
     a = captured["assign"]
     assert got["nmi"] == pytest.approx(normalized_mutual_info_score(labels, a))
     assert got["ari"] == pytest.approx(adjusted_rand_score(labels, a))
@@ -108,7 +109,7 @@ def _separable(n_ids: int, seed: int):
 
 def test_clustering_is_exact_on_separable_data():
     emb, labels = _separable(150, seed=0)
-    got = bench.clustering(emb, labels, seed=0)
+    got = metrics.clustering(emb, labels, seed=0)
     assert got["nmi"] >= 0.99 and got["ari"] >= 0.99 and got["purity"] >= 0.99, got
 
 
@@ -120,7 +121,7 @@ def test_clustering_agrees_with_sklearn_kmeans():
     emb, labels = _emb(300, per=(2, 7), noise=0.6, seed=4)
     k = len(np.unique(labels))
     ref = KMeans(k, n_init=1, random_state=0).fit_predict(emb)
-    got = bench.clustering(emb, labels, seed=0)
+    got = metrics.clustering(emb, labels, seed=0)
     assert abs(got["nmi"] - normalized_mutual_info_score(labels, ref)) < 0.01
 
 
@@ -128,7 +129,7 @@ def test_pair_ranking_auc_against_sklearn_and_spearman():
     rng = np.random.default_rng(0)
     y = rng.random(500) < 0.4
     s = np.round(rng.normal(y * 0.8, 1.0), 2)  # rounding creates ties
-    got = bench.pair_ranking(s, y)
+    got = metrics.pair_ranking(s, y)
     assert got["roc_auc"] == pytest.approx(roc_auc_score(y, s))
     from scipy.stats import spearmanr
     assert got["spearman"] == pytest.approx(spearmanr(s, y)[0])
@@ -140,9 +141,9 @@ def test_eer_hand_case():
     # d = FPR - FNR: -1/3 at (0,2/3), 0 at (1/3,2/3) -> EER = 1/3
     s = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.1])
     y = np.array([1, 1, 1, 0, 0, 0], bool)
-    assert bench.pair_ranking(s, y)["eer"] == pytest.approx(1 / 3)
+    assert metrics.pair_ranking(s, y)["eer"] == pytest.approx(1 / 3)
     # perfectly separated -> EER 0
-    assert bench.pair_ranking(np.array([0.9, 0.8, 0.1, 0.0]), np.array([1, 1, 0, 0], bool))["eer"] == 0.0
+    assert metrics.pair_ranking(np.array([0.9, 0.8, 0.1, 0.0]), np.array([1, 1, 0, 0], bool))["eer"] == 0.0
 
 
 def test_tar_at_far_hand_case_and_nan():
@@ -150,16 +151,16 @@ def test_tar_at_far_hand_case_and_nan():
     pos = np.array([0.985, 0.99, 0.5, 0.999])
     s = np.r_[pos, neg]
     y = np.r_[np.ones(4, bool), np.zeros(100, bool)]
-    assert bench.tar_at_far(s, y, 1e-2) == pytest.approx(3 / 4)  # 0.985, 0.99, 0.999 > 0.98
-    assert math.isnan(bench.tar_at_far(s, y, 1e-3)), "100 negatives cannot measure FAR 1e-3"
-    r = bench.pair_ranking(s, y)
+    assert metrics.tar_at_far(s, y, 1e-2) == pytest.approx(3 / 4)  # 0.985, 0.99, 0.999 > 0.98
+    assert math.isnan(metrics.tar_at_far(s, y, 1e-3)), "100 negatives cannot measure FAR 1e-3"
+    r = metrics.pair_ranking(s, y)
     assert math.isnan(r["tar@far=1e-3"]) and math.isnan(r["tar@far=1e-4"])
 
 
 def test_triplets_hand_case():
     emb = np.array([[1, 0], [0.6, 0.8], [0.8, 0.6], [0, 1]], dtype=np.float32)
     labels = np.array([0, 0, 1, 1])
-    r = bench.triplets(emb, labels, n=4000, seed=0)
+    r = metrics.triplets(emb, labels, n=4000, seed=0)
     # enumerate every (a, p, n) triplet by hand: anchors 0..3, single positive each, two negatives each
     viol, margins = [], []
     for a in range(4):
@@ -175,7 +176,7 @@ def test_triplets_hand_case():
 def test_overfitting_gap():
     tr, trl = _emb(30, noise=0.1, seed=1)
     te, tel = _emb(30, noise=1.5, seed=2)
-    r = bench.overfitting(tr, trl, te, tel, n=60)
+    r = metrics.overfitting(tr, trl, te, tel, n=60)
     assert r["train_recall@1"] > r["test_recall@1"] and r["gap"] == pytest.approx(r["train_recall@1"] - r["test_recall@1"])
     assert r["n_train"] >= 60
 
@@ -186,17 +187,17 @@ def test_dir_at_far_hand_case():
     non = np.linspace(0.0, 0.7, 100)  # FAR 1e-2 -> threshold is the 2nd highest non-mated score
     t = np.sort(non)[::-1][1]
     expect = np.mean(mated_correct & (mated_score > t))
-    assert bench.dir_at_far(mated_score, mated_correct, non, 1e-2) == pytest.approx(expect) == pytest.approx(0.5)
-    assert math.isnan(bench.dir_at_far(mated_score, mated_correct, non, 1e-3))
+    assert metrics.dir_at_far(mated_score, mated_correct, non, 1e-2) == pytest.approx(expect) == pytest.approx(0.5)
+    assert math.isnan(metrics.dir_at_far(mated_score, mated_correct, non, 1e-3))
 
 
 def test_open_set_split_is_disjoint_and_sensible():
     emb, labels = _emb(40, per=(3, 6), noise=0.3)
-    sp = bench.open_set_split(labels, 0.5, seed=0)
+    sp = metrics.open_set_split(labels, 0, 0.5)
     assert not set(sp["gallery"]) & set(sp["mated"]) and not set(sp["nonmated"]) & set(sp["gallery"])
     assert set(labels[sp["mated"]]) <= set(labels[sp["gallery"]])
     assert not set(labels[sp["nonmated"]]) & set(labels[sp["gallery"]])
-    r = bench.open_set(emb, labels, 0.5, seed=0)
+    r = metrics.open_set(emb, labels, 0.5, seed=0)
     assert r["rank1_identification"] > 0.8
 
 
@@ -205,7 +206,7 @@ def test_robustness_drops():
     rng = np.random.default_rng(0)
     noisy = emb + 0.8 * rng.normal(size=emb.shape).astype(np.float32)
     noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-    r = bench.robustness(emb, {"same": emb.copy(), "noisy": noisy}, labels)
+    r = metrics.robustness(emb, {"same": emb.copy(), "noisy": noisy}, labels)
     assert r["same"]["sim_drop"] == pytest.approx(0, abs=1e-6) and r["same"]["recall@1_drop"] == 0
     assert r["noisy"]["sim_drop"] > 0.1 and r["noisy"]["recall@1_drop"] > 0
     manual = float((1 - (emb * noisy).sum(1)).mean())
@@ -214,7 +215,7 @@ def test_robustness_drops():
 
 def test_sample_pairs_balanced():
     _, labels = _emb(30)
-    p = bench.sample_pairs(labels, 1000, seed=1)
+    p = data.sample_pairs(labels, 1000, seed=1)
     pos, neg = p[p[:, 2] == 1], p[p[:, 2] == 0]
     assert len(pos) == len(neg) == 500
     assert (labels[pos[:, 0]] == labels[pos[:, 1]]).all() and (pos[:, 0] != pos[:, 1]).all()
@@ -223,14 +224,15 @@ def test_sample_pairs_balanced():
 
 def test_bootstrap_intervals_contain_the_estimate():
     emb, labels = _emb(40, per=(3, 6), noise=0.8)
-    r = bench.retrieval(emb, labels, per_query=True)
-    pairs = bench.sample_pairs(labels, 2000)
+    q = metrics.leave_one_out(emb, labels)
+    r = metrics.retrieval_figures(q)
+    pairs = data.sample_pairs(labels, 2000)
     scores = (emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1)
-    os_ = bench.open_set_scores(emb, labels, bench.open_set_split(labels))
-    ci = bench.bootstrap_ci(r["_per_query"], scores, pairs, labels, os_, n=100)
+    os_ = metrics.open_set_scores(emb, labels, metrics.open_set_split(labels, 42))
+    ci = metrics.headline_intervals(q, scores, pairs, labels, os_, n=100)
     assert ci["recall@1"][0] <= r["recall@1"] <= ci["recall@1"][1]
     assert ci["recall@1"][1] - ci["recall@1"][0] > 0
-    auc = bench.pair_ranking(scores, pairs[:, 2])["roc_auc"]
+    auc = metrics.pair_ranking(scores, pairs[:, 2])["roc_auc"]
     assert ci["roc_auc"][0] <= auc <= ci["roc_auc"][1]
 
 
@@ -238,7 +240,7 @@ def test_threshold_sweep_hand_computed():
     # positives 0.9, 0.35, 0.1; negatives 0.4, 0.2, -0.3. Accuracy by threshold t (same if score >= t):
     #   t <= -0.3: 3/6 | -0.29..0.10: 4/6 (TP3 FP2) | 0.11..0.20: 3/6 | 0.21..0.35: 4/6 | 0.36..0.40: 3/6
     #   0.41..0.90: 4/6 | above: 3/6.  Best 4/6, lowest threshold -0.29: precision 3/5, recall 1, F1 0.75.
-    r = bench.best_threshold(np.array([0.9, 0.35, 0.1, 0.4, 0.2, -0.3]), np.array([1, 1, 1, 0, 0, 0]))
+    r = metrics.best_threshold(np.array([0.9, 0.35, 0.1, 0.4, 0.2, -0.3]), np.array([1, 1, 1, 0, 0, 0]))
     assert r["accuracy"] == 4 / 6
     assert r["threshold"] == -0.29
     assert r["precision"] == 3 / 5 and r["recall"] == 1.0
@@ -246,7 +248,7 @@ def test_threshold_sweep_hand_computed():
 
 
 def test_threshold_sweep_separable():
-    r = bench.best_threshold(np.array([0.8, 0.7, 0.2, 0.1]), np.array([1, 1, 0, 0]))
+    r = metrics.best_threshold(np.array([0.8, 0.7, 0.2, 0.1]), np.array([1, 1, 0, 0]))
     assert r["accuracy"] == 1.0 and 0.2 < r["threshold"] <= 0.7 and r["f1"] == 1.0
     assert r["threshold"] == 0.21
 
@@ -255,7 +257,7 @@ def test_threshold_sweep_matches_brute_force():
     rng = np.random.default_rng(0)
     s = rng.uniform(-0.6, 1.0, 300)
     y = rng.random(300) < 0.5
-    r = bench.best_threshold(s, y)
+    r = metrics.best_threshold(s, y)
     best = max(((np.mean((s >= t) == y), -t) for t in np.round(np.arange(-0.5, 1.0001, 0.01), 2)))
     assert abs(r["accuracy"] - best[0]) < 1e-12 and abs(r["threshold"] + best[1]) < 1e-9
 
@@ -264,7 +266,7 @@ def test_pair_scores_are_the_cosines_of_the_pairs():
     emb, _ = _emb(n_ids=5)
     pairs = np.array([[0, 1, 1], [2, 3, 0], [4, 4, 1]])
     want = [float(emb[i] @ emb[j]) for i, j, _ in pairs]
-    assert np.allclose(bench.pair_scores(emb, pairs), want, atol=1e-6)
+    assert np.allclose(metrics.pair_scores(emb, pairs), want, atol=1e-6)
 
 
 def test_fast_ranking_equals_the_previous_code_with_ties():
@@ -283,13 +285,13 @@ def test_fast_ranking_equals_the_previous_code_with_ties():
     cases = (((emb, labels, emb, labels), idx), ((emb[:700], labels[:700], emb[700:], labels[700:]), None))
     n_tied = 0
     for (q, ql, g, gl), ex in cases:
-        new, old = bench.rank_queries(q, ql, g, gl, exclude=ex, k=10), old_rank_queries(q, ql, g, gl, exclude=ex, k=10)
+        new, old = metrics.rank_queries(q, ql, g, gl, exclude=ex, k=10), old_rank_queries(q, ql, g, gl, exclude=ex, k=10)
         for key in ("first_rank", "n_rel", "ap_r"):
-            assert np.array_equal(new[key], old[key]), key
-        differ = np.flatnonzero((new["topk"] != old["topk"]).any(1))
+            assert np.array_equal(getattr(new, key), old[key]), key
+        differ = np.flatnonzero((new.topk != old["topk"]).any(1))
         same = np.setdiff1d(np.arange(len(q)), differ)
-        assert np.array_equal(new["topk"][same], old["topk"][same])
-        assert np.array_equal(new["topk_rel"][same], old["topk_rel"][same])
+        assert np.array_equal(new.topk[same], old["topk"][same])
+        assert np.array_equal(new.topk_rel[same], old["topk_rel"][same])
         for i in differ:
             c = i // 512 * 512
             sims = (q[c:c + 512] @ g.T)[i - c]  # the very product the code ranks (chunks of 512)
@@ -297,7 +299,7 @@ def test_fast_ranking_equals_the_previous_code_with_ties():
                 sims[ex[i]] = -np.inf
             stable = np.lexsort((np.arange(len(g)), -sims))[:11]
             assert sims[stable[9]] == sims[stable[10]]  # a tie at the 10th place, and only there
-            assert np.array_equal(new["topk"][i], stable[:10])
+            assert np.array_equal(new.topk[i], stable[:10])
             assert np.array_equal(np.sort(sims[old["topk"][i]]), np.sort(sims[stable[:10]]))
         n_tied += len(differ)
     assert n_tied > 0  # the case was exercised
@@ -309,8 +311,8 @@ def test_tie_at_the_kth_place_keeps_the_lowest_indices():
     g = np.tile(np.array([[1.0, 0.0]], np.float32), (7, 1))
     g[0] = [0.0, 1.0]
     labels = np.array([9, 0, 0, 0, 0, 1, 0])
-    r = bench.rank_queries(np.array([[1.0, 0.0]], np.float32), np.array([1]), g, labels, k=3)
-    assert r["topk"][0].tolist() == [1, 2, 3] and r["first_rank"][0] == 5 and r["n_rel"][0] == 1
+    r = metrics.rank_queries(np.array([[1.0, 0.0]], np.float32), np.array([1]), g, labels, k=3)
+    assert r.topk[0].tolist() == [1, 2, 3] and r.first_rank[0] == 5 and r.n_rel[0] == 1
 
 
 def test_torch_ranking_path_equals_the_numpy_path():
@@ -322,12 +324,12 @@ def test_torch_ranking_path_equals_the_numpy_path():
     labels = np.repeat(np.arange(600), rng.integers(1, 6, 600))[:1500]
     for q, ql, g, gl, ex in ((emb, labels, emb, labels, np.arange(1500)),
                              (emb[:300], labels[:300], emb[300:], labels[300:], None)):
-        a = bench.rank_queries(q, ql, g, gl, exclude=ex, k=10, chunk=256)
-        b = bench.rank_queries(q, ql, g, gl, exclude=ex, k=10, chunk=256, device="cpu")
-        for key in a:
-            assert np.array_equal(a[key], b[key]), key
+        a = metrics.rank_queries(q, ql, g, gl, exclude=ex, k=10, chunk=256)
+        b = metrics.rank_queries(q, ql, g, gl, exclude=ex, k=10, chunk=256, device="cpu")
+        for key in ("first_rank", "n_rel", "topk_rel", "ap_r", "topk"):
+            assert np.array_equal(getattr(a, key), getattr(b, key)), key
     g = np.tile(np.array([[1.0, 0.0]], np.float32), (7, 1))
     g[0] = [0.0, 1.0]
-    r = bench.rank_queries(np.array([[1.0, 0.0]], np.float32), np.array([1]), g, np.array([9, 0, 0, 0, 0, 1, 0]),
+    r = metrics.rank_queries(np.array([[1.0, 0.0]], np.float32), np.array([1]), g, np.array([9, 0, 0, 0, 0, 1, 0]),
                            k=3, device="cpu")
-    assert r["topk"][0].tolist() == [1, 2, 3] and r["first_rank"][0] == 5
+    assert r.topk[0].tolist() == [1, 2, 3] and r.first_rank[0] == 5

@@ -1,0 +1,49 @@
+"""The data package's types: what a source lists (`Listing`) and the usable images of a tree
+(`IdentityIndex`), in a module of their own so that sources, the scan and the splits share them."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Listing:
+    """What a source lists for one species, before the scan. Paths in `protocol` are relative to `root`."""
+    root: Path
+    candidates: list[tuple[str, Path]]
+    split_of: dict[Path, str] | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    protocol: dict | None = None
+
+
+@dataclass
+class IdentityIndex:
+    """Usable images of a folder-per-identity tree. Label i belongs to `identities[i]`."""
+    root: Path
+    paths: list[Path]
+    labels: np.ndarray
+    identities: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.root, self.paths)
+
+    def subset(self, identities: Iterable[str]) -> "IdentityIndex":
+        keep = set(identities)
+        names = [n for n in self.identities if n in keep]
+        new_label = {self.identities.index(n): i for i, n in enumerate(names)}
+        rows = [(p, new_label[int(l)]) for p, l in zip(self.paths, self.labels) if int(l) in new_label]
+        return IdentityIndex(self.root, [p for p, _ in rows], np.array([l for _, l in rows], dtype=np.int64),
+                             names, [])
+
+
+def fingerprint(root: Path, paths: Sequence[Path]) -> str:
+    """Hash of relative paths and file sizes: cheap, and changes when any file is added, removed or resized."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{Path(p).relative_to(root).as_posix()}\t{Path(p).stat().st_size}\n".encode())
+    return h.hexdigest()[:16]

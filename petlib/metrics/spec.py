@@ -1,0 +1,61 @@
+"""Each metric of `metrics.json` declared once, beside the function that computes it.
+
+A `MetricSpec` says where the figure lives (section and key, dotted inside the section), how a table
+labels it, which direction is better, how its 95% interval is computed and whether it is kept per
+training repeat. 04_compare's rows, the repeat keys, the interval keys and the schema documentation
+are all derived from the specs (`petlib.schema`); a test fails when metrics.json and the specs differ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# How a figure's 95% interval is computed (the `interval` of a spec).
+INTERVALS_DOC = {
+    "identities": "bootstrap over test identities (metrics.json `ci95`)",
+    "none": "no interval yet",
+    "exact": "a measured fact (a count, a size): no sampling error",
+    "timing": "repeated timings on this machine",
+}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    section: str
+    key: str
+    label: str
+    higher: bool | None = True  # which direction is better; None: a count or setting, never ranked
+    interval: str = "none"
+    per_repeat: bool = False  # kept for every training repeat (metrics.json `repeats`)
+    category: str = ""  # 04_compare's row group; "" keeps it out of the comparison table
+    doc: str = ""
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return (self.section, *self.key.split("."))
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+SPECS: list[MetricSpec] = []
+
+
+def declare(section: str, key: str, label: str, **kw) -> MetricSpec:
+    """Register one metric (in 04_compare's row order: the metrics package imports its modules in order)."""
+    s = MetricSpec(section, key, label, **kw)
+    if s.interval not in INTERVALS_DOC:
+        raise ValueError(f"{s.name}: interval {s.interval!r} is not one of {list(INTERVALS_DOC)}")
+    if any(o.name == s.name for o in SPECS):
+        raise ValueError(f"{s.name}: declared twice")
+    SPECS.append(s)
+    return s
+
+
+def count(section: str, key: str, doc: str = "") -> MetricSpec:
+    """A count or setting reported beside the figures (never ranked, no interval)."""
+    return declare(section, key, key, higher=None, interval="exact", doc=doc)
+
+
+def specs(section: str | None = None) -> list[MetricSpec]:
+    return [s for s in SPECS if section is None or s.section == section]

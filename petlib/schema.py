@@ -1,0 +1,90 @@
+"""The `metrics.json` file one evaluation writes and every comparison reads (`petface-metrics/1`).
+No torch here, so that `petface compare` of finished evaluations starts in a blink.
+
+The figures' sections (retrieval, ranking, verification, open_set, clustering, triplets, overfitting,
+robustness, efficiency) hold exactly the keys declared by `petlib.metrics` specs; `schema_markdown`
+documents them (docs/metrics.md is generated from it). Every rate is a fraction in [0, 1]; null = not
+measurable. Beside them:
+  model, species, run_dir, checkpoint_sha256, tta, n_images, n_identities  -- what was evaluated
+  test_fingerprint: the test split's fingerprint (relative paths and sizes): only metrics with the same
+                one were measured on the same test set and may be ranked against each other
+  kernels:      the CPU kernel settings it was computed with (petlib.reproducible)
+  repeats:      one entry per training repeat {repeat, seed, <section>: {key: value}} with the figures
+                whose spec says `per_repeat` (repeat 0 = the run above)
+  repeat_stats: "section.key" -> {mean, std (sample, null with one repeat), n} over the repeats
+  ci95:         key -> [low, high] for the figures whose interval is `identities`
+  cmc:          identification rate at ranks 1..20
+  curves:       roc {fpr, tpr} thinned to <= 400 points, for overlays in 04_compare
+  protocol:     null, or the data set's own protocol (petlib.protocols): petface {verification,
+                reidentification}, dogfacenet {verification, one_shot}
+  deployment:   thresholds by FAR on test, enrolment by k, impostors by kind, gallery growth
+  timings_s:    seconds per stage
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .io import read_json
+from .metrics import SPECS, INTERVALS_DOC, MetricSpec
+
+SCHEMA = "petface-metrics/1"
+
+# (section, key) of the figures kept for every training repeat, in declaration order.
+REPEAT_KEYS = [(s.section, s.key) for s in SPECS if s.per_repeat]
+SECTIONS = tuple(dict.fromkeys(s.section for s in SPECS))
+
+
+def load_metrics(eval_dir: str | Path) -> dict:
+    """One evaluation's metrics; a missing, unreadable or foreign file is one clear error."""
+    p = Path(eval_dir) / "metrics.json"
+    m = read_json(p)
+    if not isinstance(m, dict) or m.get("schema") != SCHEMA:
+        raise ValueError(f"{p}: schema {m.get('schema') if isinstance(m, dict) else None!r}, expected {SCHEMA!r}")
+    return m
+
+
+def clean_nan(o):
+    """NaN is not JSON: store null (the schema says NaN = not measurable)."""
+    if isinstance(o, dict):
+        return {k: clean_nan(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [clean_nan(v) for v in o]
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    return o
+
+
+def get(m: dict, path: tuple):
+    """The value at `path` in a metrics dict, None where any step is missing."""
+    for k in path:
+        if not isinstance(m, dict) or k not in m:
+            return None
+        m = m[k]
+    return m
+
+
+def section_keys(metrics: dict) -> set[str]:
+    """Every "section.key" (dotted below the section) a metrics dict holds in the specs' sections."""
+    def walk(d: dict, prefix: str):
+        for k, v in d.items():
+            yield from walk(v, f"{prefix}.{k}") if isinstance(v, dict) else [f"{prefix}.{k}"]
+
+    return {k for sec in SECTIONS if isinstance(metrics.get(sec), dict) for k in walk(metrics[sec], sec)}
+
+
+def spec_of(name: str) -> MetricSpec:
+    return next(s for s in SPECS if s.name == name)
+
+
+def schema_markdown() -> str:
+    """The metrics reference (docs/metrics.md): one table row per declared figure."""
+    lines = ["# metrics.json figures", "",
+             f"Generated from the specs in `petlib/metrics/` by `petlib.schema.schema_markdown` (schema `{SCHEMA}`); "
+             "`tests/test_schema.py` keeps this file current. Other blocks of the file: `petlib/schema.py`.", "",
+             "| figure | label | better | interval | per repeat | in 04_compare | what |", "|---|---|---|---|---|---|---|"]
+    better = {True: "higher", False: "lower", None: "—"}
+    for s in SPECS:
+        lines.append(f"| `{s.name}` | {s.label} | {better[s.higher]} | {INTERVALS_DOC[s.interval]} | "
+                     f"{'yes' if s.per_repeat else ''} | {s.category} | {s.doc} |")
+    return "\n".join(lines) + "\n"
