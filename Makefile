@@ -8,7 +8,7 @@ PARAMS ?= params/demo.yaml
 # (with the reproducible-CPU pins in its environment).
 KERNEL := $(VENV)/bin/petface kernel >/dev/null
 
-.PHONY: study test lab bench clean-outputs chromium
+.PHONY: study test test-fast lint docs lab bench clean-outputs chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,22 @@ chromium:
 study: $(VENV)/.core
 	$(VENV)/bin/petface study $(PARAMS)
 
+# Everything: the unit tests, the slow ones (training, studies, scripts), the export converters, the browser.
 test: $(VENV)/.dev chromium
+	$(VENV)/bin/ruff check petlib tests benchmarks
 	$(PY) -m pytest
+
+# The unit tests only (metrics, config, losses, models, data, layers): about a minute on 2 cores.
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -q -m "not slow and not export and not browser"
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check petlib tests benchmarks
+
+# The generated references (tests/test_docs.py and tests/test_schema.py keep them current).
+docs: $(VENV)/.core
+	$(PY) -c "from petlib.config import params_markdown; print(params_markdown(), end='')" > docs/params.md
+	$(PY) -c "from petlib.schema import schema_markdown; print(schema_markdown(), end='')" > docs/metrics.md
 
 lab: $(VENV)/.lab
 	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)

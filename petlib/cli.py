@@ -124,7 +124,6 @@ def _compare(a) -> int:
     from pathlib import Path
 
     from . import compare
-
     from .data import IMAGE_EXTENSIONS
 
     photos = a.embedder or all(Path(r).suffix.lower() in IMAGE_EXTENSIONS for r in a.runs)
@@ -213,7 +212,8 @@ def _synth(a) -> int:
 
 
 COMMANDS = {"study": _study, "data": _data, "train": _train, "evaluate": _evaluate, "embed": _embed,
-            "export": _export, "compare": _compare, "register": _register, "recognize": _recognize, "synth": _synth, "kernel": _kernel}
+            "export": _export, "compare": _compare, "register": _register, "recognize": _recognize,
+            "synth": _synth, "kernel": _kernel}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"petface {args.command}: {e}", file=sys.stderr)
         return code
-    except (ParamsError, DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, OSError) as e:
+    except (ParamsError, DataError, FileNotFoundError, FileExistsError, ValueError, OSError) as e:
         print(f"petface {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

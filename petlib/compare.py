@@ -22,9 +22,10 @@ from pathlib import Path
 import pandas as pd
 
 from .io import atomic_write_text
-from .metrics import SPECS, MetricSpec
+from .metrics import MetricSpec, specs
 from .schema import get as _get
 from .schema import load_metrics
+
 
 def _ci_key(spec: MetricSpec) -> str | None:
     """Where a row's interval is: its key in ci95, 'exact' for measured facts, None without one."""
@@ -32,7 +33,7 @@ def _ci_key(spec: MetricSpec) -> str | None:
 
 
 # (category, label, path in metrics.json, higher is better, key in ci95 or None): every spec with a category.
-ROWS = [(s.category, s.label, s.path, s.higher, _ci_key(s)) for s in SPECS if s.category]
+ROWS = [(s.category, s.label, s.path, s.higher, _ci_key(s)) for s in specs() if s.category]
 
 
 def load_all(runs: dict[str, str | Path]) -> dict[str, dict]:
@@ -227,7 +228,8 @@ def published_markdown(benchmark: str, metrics: dict[str, dict]) -> str:
     df = published_table(benchmark, metrics)
     if df.empty:
         return f"No published `{benchmark}` figures for the species of this study."
-    fmt = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:.3f}" if isinstance(v, float) else str(v))
+    fmt = lambda v: ("—" if v is None or (isinstance(v, float) and math.isnan(v))
+                     else f"{v:.3f}" if isinstance(v, float) else str(v))
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join("not checked" if c == "published" and r[c] is None else fmt(r[c]) for c in cols) + " |"

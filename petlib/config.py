@@ -5,11 +5,15 @@ anything runs: an unknown or mistyped key, or a value of the wrong type, is a `P
 the key and the file.
 
 Relative paths in a params file (`output_dir`, `reports_dir`, `data.synth_dir`, `data.roots`,
-`data.tables`, `data.identity_lists`, `data.manifest`, `models[].pretrained`, the folders of `eval.compare`) are relative to the params
+`data.tables`, `data.identity_lists`, `data.manifest`, `models[].pretrained`, the folders of `eval.compare`)
+are relative to the params
 file's project: the nearest folder at or above the file that holds a `pyproject.toml` (for this
 repository's `params/*.yaml`, the repository root), or the file's own folder when there is none.
 `load_params` makes them absolute, so they mean the same from the CLI, the study runner, plain
 papermill and a notebook opened in JupyterLab, whatever the working directory.
+
+A params file may start with `extends: OTHER.yaml` (same path rule): it then states only what differs
+from that file (`merge` says how lists and models combine), and every key is still checked.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from .layout import run_name
 
 __all__ = [
     "ParamsError", "SynthParams", "DataParams", "TrainParams", "ModelParams", "EvalParams", "ExportParams",
-    "StudyParams", "load_params", "params_from_dict", "params_to_dict", "apply_overrides", "dump_params",
+    "StudyParams", "load_params", "read_params", "merge", "params_from_dict", "params_to_dict", "apply_overrides", "dump_params",
     "project_root", "find_params_file", "resolve_paths",
 ]
 
@@ -42,10 +46,10 @@ class ParamsError(ValueError):
 @dataclass
 class SynthParams:
     """The embedded, procedurally generated data set (used when `data.source` is `synth`)."""
-    n_identities: int = 200
-    image_size: int = 112
-    seed: int = 0
-    lookalike_family: int = 4
+    n_identities: int = 200  # identities per species
+    image_size: int = 112  # px the faces are drawn at (the transforms resize to data.image_size)
+    seed: int = 0  # the generator's seed (not the study's)
+    lookalike_family: int = 4  # identities i // this share fur colour and pattern (look-alikes)
 
 
 BENCHMARKS = ("", "design", "dogfacenet", "petface")  # keys of petlib/published.yaml
@@ -61,21 +65,21 @@ class DataParams:
     pins which identities go where (one species). `benchmark`: the published data set these images are,
     for its protocol and published figures (petface is implied by the petface source). `lookalike_column`:
     a table column (breed, colour) whose sharers are the look-alike impostors of 03_evaluate."""
-    source: str = "synth"
-    roots: dict[str, str] = field(default_factory=dict)
-    tables: dict[str, str] = field(default_factory=dict)
-    identity_lists: dict[str, str] = field(default_factory=dict)
-    benchmark: str = ""
-    lookalike_column: str = ""
-    species: list[str] = field(default_factory=lambda: ["cat", "dog"])
-    synth_dir: str = "outputs/data"
-    synth: SynthParams = field(default_factory=SynthParams)
-    min_images: int = 2
-    split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
-    manifest: dict[str, str] = field(default_factory=dict)
-    image_size: int = 224
-    n_pairs: int = 2500
-    max_pixels: int = 64_000_000
+    source: str = "synth"  # synth, folders, petface or table (petlib.data.sources)
+    roots: dict[str, str] = field(default_factory=dict)  # species -> identity folders / PetFace root / a table's image folder
+    tables: dict[str, str] = field(default_factory=dict)  # species -> CSV or Parquet table (source table)
+    identity_lists: dict[str, str] = field(default_factory=dict)  # {train: FILE, test: FILE}: pins the identity split
+    benchmark: str = ""  # the published data set these images are: design, dogfacenet, petface
+    lookalike_column: str = ""  # a table column look-alike pets share (breed, colour)
+    species: list[str] = field(default_factory=lambda: ["cat", "dog"])  # the species studied, in order
+    synth_dir: str = "outputs/data"  # where the synthetic set is generated
+    synth: SynthParams = field(default_factory=SynthParams)  # the synthetic set (source synth)
+    min_images: int = 2  # identities with fewer usable images are left out
+    split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test share of identities (design §3.3)
+    manifest: dict[str, str] = field(default_factory=dict)  # species -> a split manifest CSV that pins the split
+    image_size: int = 224  # px the models see (design §3.4)
+    n_pairs: int = 2500  # validation verification pairs per class (design §3.5)
+    max_pixels: int = 64_000_000  # larger images are skipped as decompression bombs
 
     def validate(self, where: str) -> None:
         source = SOURCES.get(self.source)
@@ -98,26 +102,26 @@ class DataParams:
 @dataclass
 class TrainParams:
     """Settings shared by every model of the study (design §5.1)."""
-    batch_size: int = 96
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 5
-    eta_min: float = 1e-6
-    arcface_s: float = 32.0
-    arcface_m: float = 0.4
-    margin_warmup_frac: float = 1.0 / 3.0
-    label_smoothing: float = 0.1
-    grad_clip: float = 1.0
-    dropout: float = 0.4
-    embedding_dim: int = 128
-    val_every: int = 3
-    num_workers: int = 2
-    pin_memory: bool = True
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    max_steps_per_epoch: int = 0
-    repeats: int = 1
-    repeat_runs: list[str] = field(default_factory=list)
+    batch_size: int = 96  # images per step (over all GPUs)
+    weight_decay: float = 5e-4  # AdamW
+    warmup_epochs: int = 5  # linear LR warm-up, then cosine
+    eta_min: float = 1e-6  # the cosine schedule's floor
+    arcface_s: float = 32.0  # ArcFace scale
+    arcface_m: float = 0.4  # ArcFace margin (radians)
+    margin_warmup_frac: float = 1.0 / 3.0  # share of the epochs over which the margin ramps up from 0
+    label_smoothing: float = 0.1  # of the ArcFace cross-entropy
+    grad_clip: float = 1.0  # max gradient norm
+    dropout: float = 0.4  # before the embedding layer
+    embedding_dim: int = 128  # embedding size (design §1)
+    val_every: int = 3  # validate every N epochs (and at the last)
+    num_workers: int = 2  # DataLoader workers
+    pin_memory: bool = True  # DataLoader pinned memory (GPU)
+    device: str = "auto"  # auto, cpu, cuda or cuda:N
+    amp: bool = True  # mixed precision on a GPU
+    channels_last: bool = True  # NHWC memory format on a GPU
+    max_steps_per_epoch: int = 0  # cap on steps per epoch (0: all); for smoke runs
+    repeats: int = 1  # training repeats with seeds seed, seed + 1, ... (training variance)
+    repeat_runs: list[str] = field(default_factory=list)  # runs (model-species) that repeat; empty: all
     partial_fc: float = 1.0  # ArcFace classes scored per step (Partial-FC sample rate); 1.0: all
     checkpoint_minutes: float = 10.0  # also write last_checkpoint.pt inside an epoch this often; 0: every step
 
@@ -136,13 +140,13 @@ class TrainParams:
 @dataclass
 class ModelParams:
     """One backbone to train; the per-backbone rows of design table 5.1."""
-    name: str = "mnv3"
-    backbone: str = "mobilenetv3_small_100"
-    head: str = "gdconv"
-    pretrained: str | None = None
-    lr: float = 5e-4
-    backbone_lr_mult: float = 0.1
-    epochs: int = 40
+    name: str = "mnv3"  # the model's name in run folders (mnv3-cat)
+    backbone: str = "mobilenetv3_small_100"  # timm name, or mobilefacenet
+    head: str = "gdconv"  # gdconv or mlp (design §4)
+    pretrained: str | None = None  # a local weights file (no downloads); null: from scratch
+    lr: float = 5e-4  # base learning rate of the head
+    backbone_lr_mult: float = 0.1  # the backbone's LR as a multiple of lr
+    epochs: int = 40  # training epochs
     species: list[str] = field(default_factory=list)  # the species it trains on; empty: every data.species
 
     def validate(self, where: str) -> None:
@@ -154,14 +158,15 @@ class ModelParams:
 
 @dataclass
 class EvalParams:
-    tta: bool = False
-    n_rank_pairs: int = 50000
-    n_triplets: int = 20000
-    n_overfit: int = 2000
-    n_robustness: int = 1000
-    n_bootstrap: int = 200
-    gallery_frac: float = 0.5
-    compare: list[str] = field(default_factory=list)
+    """What 03_evaluate measures on the test split (design §6), and what 04_compare compares."""
+    tta: bool = False  # average with the horizontal flip
+    n_rank_pairs: int = 50000  # test pairs for ranking and verification (half of each class)
+    n_triplets: int = 20000  # random test triplets
+    n_overfit: int = 2000  # images of each split in the overfitting check
+    n_robustness: int = 1000  # test images degraded for robustness
+    n_bootstrap: int = 200  # bootstrap draws per interval
+    gallery_frac: float = 0.5  # share of test identities enrolled for open set
+    compare: list[str] = field(default_factory=list)  # NAME:EVAL_DIR entries for 04_compare; empty: this study's runs
 
 
 @dataclass
@@ -181,18 +186,19 @@ class ExportParams:
 
 @dataclass
 class StudyParams:
-    name: str = "demo"
-    seed: int = 42
-    reproducible: bool = True
-    output_dir: str = "outputs"
-    reports_dir: str = "reports"
+    """One study: its data, training, models, evaluation and export, and which notebooks run."""
+    name: str = "demo"  # the study's folder under output_dir and reports_dir
+    seed: int = 42  # the random seed of splits, pairs, samples and training
+    reproducible: bool = True  # pin CPU kernels (AVX2 and friends) so any x86 machine gives the same numbers
+    output_dir: str = "outputs"  # runs, evaluations, exports, caches
+    reports_dir: str = "reports"  # the HTML reports
     data: DataParams = field(default_factory=DataParams)
     train: TrainParams = field(default_factory=TrainParams)
     models: list[ModelParams] = field(default_factory=lambda: [ModelParams()])
     eval: EvalParams = field(default_factory=EvalParams)
     export: ExportParams = field(default_factory=ExportParams)
     notebooks: list[str] = field(default_factory=lambda: ["01_data", "02_train", "03_evaluate", "04_compare",
-                                                          "05_export", "06_inference"])
+                                                          "05_export", "06_inference"])  # run in this order
 
     def validate(self, where: str) -> None:
         self.data.validate(where)
@@ -386,7 +392,7 @@ def _absolute(value: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def resolve_paths(p: "StudyParams", base: str | Path) -> "StudyParams":
+def resolve_paths(p: StudyParams, base: str | Path) -> StudyParams:
     """Make every path parameter absolute against `base` (see the module docstring for the rule)."""
     base = Path(base)
     p.output_dir, p.reports_dir = _absolute(p.output_dir, base), _absolute(p.reports_dir, base)
@@ -417,14 +423,101 @@ def read_yaml(path: str | Path) -> dict:
     return raw or {}
 
 
+def merge(parent: dict, child: dict) -> dict:
+    """`child` over `parent`: mappings merge key by key, other values (lists included) are replaced, except
+    `models`, which the child lists by name: an entry takes the parent's model of that name as its base, so
+    `models: [{name: mfn}]` keeps the parent's MobileFaceNet settings and drops its other models."""
+    out = copy.deepcopy(parent)
+    for k, v in child.items():
+        if k == "models" and isinstance(v, list) and isinstance(out.get(k), list):
+            base = {m.get("name"): m for m in out[k] if isinstance(m, dict)}
+            out[k] = [merge(base.get(m.get("name"), {}), m) if isinstance(m, dict) else m for m in v]
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_params(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A params file with what it `extends` merged under it. The `extends` path follows the relative-path
+    rule (the file's project); each file's keys and types are checked on their own, so an error names the
+    file that has it."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: top level must be a mapping")
+    parent = raw.pop("extends", None)
+    _build(StudyParams, raw, "", str(path))
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ParamsError(f"{path}: 'extends' must be a params file name, got {parent!r}")
+    target = Path(_absolute(parent, project_root(path.parent)))
+    if target in (path, *seen):
+        raise ParamsError(f"{path}: 'extends: {parent}' makes a loop ({' -> '.join(map(str, (*seen, path, target)))})")
+    if not target.is_file():
+        raise ParamsError(f"{path}: 'extends' names {target}, which does not exist")
+    return merge(read_params(target, (*seen, path)), raw)
+
+
 def load_params(path: str | Path, overrides: list[str] | None = None) -> StudyParams:
-    """Load, override and validate a params file; the single entry point for notebooks and the CLI.
-    Relative paths in it are resolved against the file's project (`project_root`)."""
+    """Load (with what it extends), override and validate a params file; the single entry point for
+    notebooks and the CLI. Relative paths in it are resolved against the file's project (`project_root`)."""
     path = find_params_file(path)
-    raw = apply_overrides(read_yaml(path), overrides or [], where=f"{path} --set")
-    return params_from_dict(raw, where=str(path), base=project_root(path.parent))
+    raw = apply_overrides(read_params(Path(path)), overrides or [], where=f"{path} --set")
+    return params_from_dict(raw, where=str(path), base=project_root(Path(path).parent))
 
 
 def dump_params(p: StudyParams, path: str | Path) -> None:
     from .io import atomic_write_text
     atomic_write_text(path, yaml.safe_dump(params_to_dict(p), sort_keys=False))
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The trailing `# ...` comment of each field in the class's source: the parameter's documentation."""
+    import inspect
+    import io
+    import tokenize
+
+    out, name = {}, None
+    for tok in tokenize.generate_tokens(io.StringIO(inspect.getsource(cls)).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and name is None:
+            name = tok.string
+        elif tok.type == tokenize.COMMENT and name:
+            out[name] = tok.string.lstrip("# ").strip()
+        elif tok.type == tokenize.NEWLINE:
+            name = None
+    return out
+
+
+def params_markdown() -> str:
+    """The parameter reference (docs/params.md), generated from the dataclasses: every key, its type, its
+    default and its field comment. `tests/test_docs.py` keeps the file current."""
+    lines = ["# Parameters", "",
+             "Generated from the dataclasses in `petlib/config.py` by `petlib.config.params_markdown` "
+             "(`tests/test_docs.py` keeps it current). Every key of a params file is one of these; an unknown or "
+             "mistyped key is an error naming it. `extends: OTHER.yaml` takes another file as the base; "
+             "`--set key=value` overrides any key (values are YAML; models by name: `--set models.mfn.epochs=3`). "
+             "Relative paths are relative to the params file's project (the folder above it with a pyproject.toml).",
+             ""]
+
+    def section(cls: type, prefix: str) -> None:
+        docs, hints = _field_comments(cls), typing.get_type_hints(cls)
+        rows, nested = [], []
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            inner = typing.get_args(tp)[0] if typing.get_origin(tp) is list else tp
+            if dataclasses.is_dataclass(inner):
+                nested.append((inner, f"{prefix}{f.name}" + ("[]" if inner is not tp else "")))
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            kind = str(tp).replace("typing.", "") if typing.get_args(tp) else _type_name(tp)
+            rows.append(f"| `{prefix}{f.name}` | {kind} | `{default!r}` | {docs.get(f.name, '')} |")
+        lines.extend([f"## {prefix.rstrip('.') or 'top level'}", "", (cls.__doc__ or "").split("\n\n")[0].strip()
+                      if cls.__doc__ and not cls.__doc__.startswith(cls.__name__) else "", "",
+                      "| key | type | default | what |", "|---|---|---|---|", *rows, ""])
+        for inner, name in nested:
+            section(inner, name + ".")
+
+    section(StudyParams, "")
+    return "\n".join(lines).replace("\n\n\n", "\n\n")

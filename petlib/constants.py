@@ -23,3 +23,8 @@ DEGRADATIONS = {"gaussian_blur": "Gaussian blur", "gaussian_noise": "Gaussian no
 def far_key(far: float) -> str:
     """The one spelling of a false-accept rate in keys and file names: 1e-3 -> '1e-3'."""
     return f"{far:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+# What a kernel without the project's environment is told (petlib/__init__.py, petlib.notebook).
+KERNEL_HINT = ("Choose the kernel 'petface-study (.venv)' (Kernel > Change Kernel...), which `make lab` installs "
+               "from the repository; or run `make lab` there.")

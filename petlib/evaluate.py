@@ -15,11 +15,11 @@ from .config import StudyParams
 from .embed import DEGRADATIONS, cached_embeddings, embed_images
 from .io import atomic_write_json, file_sha256
 from .latency import latency_ms, torch_runner
-from .schema import REPEAT_KEYS, SCHEMA, clean_nan
+from .layout import Layout
 from .models import count_parameters
 from .run import RunDir
 from .runtime import resolve_device
-from .layout import Layout
+from .schema import REPEAT_KEYS, SCHEMA, clean_nan
 
 PLOTS = ["nearest_neighbors.png", "similarity_distribution.png", "roc_curve.png", "det_curve.png", "cmc_curve.png",
          "robustness.png"]
@@ -210,7 +210,8 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
                "n_images": int(len(labels)), "n_identities": int(len(np.unique(labels))), "retrieval": ret,
                "clustering": clu, "ranking": rank, "verification": ver, "triplets": tri, "overfitting": ovf,
                "robustness": rob, "open_set": opn, "ci95": ci, "cmc": cmc.tolist(), "curves": {"roc": _thin(fpr, tpr)},
-               "efficiency": _efficiency(embedder, run, size), "protocol": proto, "deployment": deploy, "timings_s": stages.seconds}
+               "efficiency": _efficiency(embedder, run, size), "protocol": proto, "deployment": deploy,
+               "timings_s": stages.seconds}
     atomic_write_json(out / "metrics.json", clean_nan(result))
     return result
 

@@ -9,8 +9,8 @@ Any other timm model name works unchanged: its unpooled feature map feeds the he
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn

@@ -8,10 +8,9 @@ import importlib.util
 import sys
 
 from .config import StudyParams, load_params
+from .constants import KERNEL_HINT
 from .layout import Layout
 
-KERNEL_HINT = ("Choose the kernel 'petface-study (.venv)' (Kernel > Change Kernel...), which `make lab` installs "
-               "from the repository; or run `make lab` there.")
 NEEDED = ("pandas", "IPython", "matplotlib", "torch")
 
 

@@ -1,8 +1,8 @@
 """Figures from arrays and dicts. Each function returns a matplotlib Figure and, given `path`, saves it."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -26,13 +26,13 @@ import math
 from pathlib import Path
 
 from .io import read_json
-from .metrics import SPECS, INTERVALS_DOC, MetricSpec
+from .metrics import INTERVALS_DOC, MetricSpec, specs
 
 SCHEMA = "petface-metrics/1"
 
 # (section, key) of the figures kept for every training repeat, in declaration order.
-REPEAT_KEYS = [(s.section, s.key) for s in SPECS if s.per_repeat]
-SECTIONS = tuple(dict.fromkeys(s.section for s in SPECS))
+REPEAT_KEYS = [(s.section, s.key) for s in specs() if s.per_repeat]
+SECTIONS = tuple(dict.fromkeys(s.section for s in specs()))
 
 
 def load_metrics(eval_dir: str | Path) -> dict:
@@ -74,7 +74,7 @@ def section_keys(metrics: dict) -> set[str]:
 
 
 def spec_of(name: str) -> MetricSpec:
-    return next(s for s in SPECS if s.name == name)
+    return next(s for s in specs() if s.name == name)
 
 
 def schema_markdown() -> str:
@@ -84,7 +84,7 @@ def schema_markdown() -> str:
              "`tests/test_schema.py` keeps this file current. Other blocks of the file: `petlib/schema.py`.", "",
              "| figure | label | better | interval | per repeat | in 04_compare | what |", "|---|---|---|---|---|---|---|"]
     better = {True: "higher", False: "lower", None: "—"}
-    for s in SPECS:
+    for s in specs():
         lines.append(f"| `{s.name}` | {s.label} | {better[s.higher]} | {INTERVALS_DOC[s.interval]} | "
                      f"{'yes' if s.per_repeat else ''} | {s.category} | {s.doc} |")
     return "\n".join(lines) + "\n"

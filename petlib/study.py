@@ -133,7 +133,6 @@ def render_html(ipynb: Path, out_html: Path) -> None:
     """Self-contained HTML (figures are inline PNG) that opens from disk without a server."""
     import nbformat
     from nbconvert import HTMLExporter
-
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
     nb = nbformat.read(str(ipynb), as_version=4)

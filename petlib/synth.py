@@ -151,7 +151,7 @@ def _draw_face(t: Traits, S: int, yaw: float, openness: float):
     prng = np.random.default_rng(t.pattern_seed)
     shift = yaw * 0.06
     if t.pattern == "stripes":
-        for k in range(int(prng.integers(3, 7))):
+        for _ in range(int(prng.integers(3, 7))):
             x = cx + shift + prng.uniform(-hw, hw)
             ang = prng.uniform(-25, 25)
             _ell(pmask, x, cy - hh * 0.55, hw * 0.045, hh * prng.uniform(0.25, 0.5), 255, S, ang)
@@ -160,11 +160,11 @@ def _draw_face(t: Traits, S: int, yaw: float, openness: float):
                 _ell(pmask, cx + shift + side * hw * 0.8, cy + k * 0.04 - 0.02, hw * 0.3, hh * 0.035, 255, S,
                      side * 10)
     elif t.pattern == "patches":
-        for k in range(int(prng.integers(1, 4))):
+        for _ in range(int(prng.integers(1, 4))):
             _ell(pmask, cx + shift + prng.uniform(-hw, hw) * 0.8, cy + prng.uniform(-hh, hh) * 0.7,
                  hw * prng.uniform(0.25, 0.55), hh * prng.uniform(0.25, 0.5), 255, S, prng.uniform(0, 180))
     elif t.pattern == "spots":
-        for k in range(int(prng.integers(5, 12))):
+        for _ in range(int(prng.integers(5, 12))):
             _ell(pmask, cx + shift + prng.uniform(-hw, hw) * 0.9, cy + prng.uniform(-hh, hh) * 0.9,
                  hw * 0.07, hw * 0.07, 255, S)
     elif t.pattern == "mask":

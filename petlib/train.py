@@ -29,10 +29,10 @@ from . import data, metrics, reproducible, runtime
 from .config import StudyParams, params_to_dict
 from .embed import embed_images
 from .io import atomic_path, atomic_write_json, load_torch
+from .layout import Layout
 from .losses import arcface_loss
 from .models import PetFaceModel, create_embedder, embedder_from_config
 from .run import RunDir
-from .layout import Layout
 
 
 class TrainingDiverged(RuntimeError):
@@ -157,8 +157,8 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     opt = build_optimizer(model, mp.lr, mp.backbone_lr_mult, tp.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
 
-    ds = data.FaceDataset(train_idx.paths, train_idx.labels, data.train_transforms(size, normalize=rt.device.type != "cuda"), seed=seed,
-                          max_pixels=params.data.max_pixels)
+    tf = data.train_transforms(size, normalize=rt.device.type != "cuda")
+    ds = data.FaceDataset(train_idx.paths, train_idx.labels, tf, seed=seed, max_pixels=params.data.max_pixels)
     sampler = EpochSampler(len(ds), seed, rt.rank, rt.world)
     per_rank_batch = max(1, tp.batch_size // rt.world)
     loader = DataLoader(ds, batch_size=per_rank_batch, sampler=sampler, drop_last=True, num_workers=tp.num_workers,
@@ -176,8 +176,8 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
                    num_workers=tp.num_workers)
     config = run_config(params, model_name, species, len(train_idx.identities), fingerprint, repeat)
     config["embedder"] = embedder.config
-    return Setup(f"{model_name}-{species}" + (f" (repeat {repeat})" if repeat else ""), rt, model, ddp_model, opt, sched, scaler, ds, sampler, loader, steps,
-                 total, mp.epochs, val_idx, pairs, config, eval_kw)
+    return Setup(f"{model_name}-{species}" + (f" (repeat {repeat})" if repeat else ""), rt, model, ddp_model, opt, sched,
+                 scaler, ds, sampler, loader, steps, total, mp.epochs, val_idx, pairs, config, eval_kw)
 
 
 def _save(obj, path: Path) -> None:

@@ -1,16 +1,79 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
-from petlib.config import ParamsError, apply_overrides, load_params, params_from_dict
+from petlib.config import ParamsError, apply_overrides, load_params, params_from_dict, read_params
 from petlib.layout import Layout
 
 
 def test_shipped_params_load(repo):
+    """Every params file is a study, or a base that others extend (its keys are still checked)."""
     files = sorted((repo / "params").glob("*.yaml"))
     assert {"demo.yaml", "ci.yaml"} <= {f.name for f in files}
     assert len(files) >= 6, "demo, ci and the design's four real-data configurations"
+    bases = {(repo / yaml.safe_load(f.read_text()).get("extends", "")).resolve() for f in files} - {repo.resolve()}
+    assert bases == {(repo / "params" / "design-recipe.yaml").resolve()}
     for f in files:
-        load_params(f)
+        if f.resolve() in bases:
+            read_params(f)
+        else:
+            load_params(f)
+
+
+def test_the_design_configurations_state_only_what_differs(repo):
+    recipe = read_params(repo / "params" / "design-recipe.yaml")
+    for m, s in [("mnv3", "cat"), ("mfn", "cat"), ("mnv3", "dog"), ("mfn", "dog")]:
+        f = repo / "params" / f"{m}-{s}.yaml"
+        own = [line for line in f.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        assert len(own) <= 8, f"{f.name} repeats the recipe"
+        p = load_params(f)
+        assert p.runs() == [(m, s)] and p.data.roots == {s: str(Path(f"~/{s}_aligned").expanduser())}
+        want = next(x for x in recipe["models"] if x["name"] == m)
+        assert {k: getattr(p.models[0], k) for k in want if k != "pretrained"} == \
+            {k: v for k, v in want.items() if k != "pretrained"}
+        assert p.train.batch_size == recipe["train"]["batch_size"] == 96
+
+
+def _write(path, obj):
+    path.write_text(yaml.safe_dump(obj))
+    return path
+
+
+def test_extends_merges_mappings_replaces_lists_and_takes_models_by_name(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    _write(tmp_path / "base.yaml", {
+        "name": "base", "data": {"n_pairs": 100, "species": ["cat", "dog"]},
+        "train": {"batch_size": 8, "repeats": 2},
+        "models": [{"name": "a", "epochs": 3, "lr": 0.1}, {"name": "b", "epochs": 4}]})
+    (tmp_path / "sub").mkdir()
+    child = _write(tmp_path / "sub" / "child.yaml", {
+        "extends": "base.yaml", "name": "child", "data": {"species": ["dog"]}, "train": {"batch_size": 16},
+        "models": [{"name": "b", "lr": 0.5}, {"name": "c"}]})
+    p = load_params(child)
+    assert p.name == "child" and p.data.n_pairs == 100 and p.data.species == ["dog"]
+    assert p.train.batch_size == 16 and p.train.repeats == 2
+    assert [(m.name, m.epochs, m.lr) for m in p.models] == [("b", 4, 0.5), ("c", 40, 5e-4)]
+    assert load_params(child, ["train.batch_size=4"]).train.batch_size == 4
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    base = _write(tmp_path / "base.yaml", {"train": {"batch_sise": 8}})
+    child = _write(tmp_path / "child.yaml", {"extends": "base.yaml"})
+    with pytest.raises(ParamsError) as e:
+        load_params(child)
+    assert str(base) in str(e.value) and "train.batch_sise" in str(e.value) and "batch_size" in str(e.value)
+    _write(tmp_path / "child.yaml", {"extends": "nowhere.yaml"})
+    with pytest.raises(ParamsError, match="nowhere.yaml, which does not exist"):
+        load_params(child)
+    _write(tmp_path / "a.yaml", {"extends": "b.yaml"})
+    _write(tmp_path / "b.yaml", {"extends": "a.yaml"})
+    with pytest.raises(ParamsError, match="loop"):
+        load_params(tmp_path / "a.yaml")
+    _write(tmp_path / "child.yaml", {"extends": ["base.yaml"]})
+    with pytest.raises(ParamsError, match="'extends' must be a params file name"):
+        load_params(child)
 
 
 def test_unknown_key_names_key_and_file(tmp_path):

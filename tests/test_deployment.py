@@ -40,9 +40,9 @@ def test_enrolment_figures_equal_a_loop():
         sp = metrics.open_set_split(labels, [4, r["k"]], 0.5, per_identity=r["k"], min_photos=r["k"] + 1)
         galleries = [[j for j in sp["gallery"] if labels[j] == lab] for lab in sp["enrolled"]]
         assert all(len(g) == r["k"] for g in galleries)
-        truth = [list(sp["enrolled"]).index(labels[i]) for i in sp["mated"]]
+        mated_truth = [list(sp["enrolled"]).index(labels[i]) for i in sp["mated"]]
         right, mated_best, nonmated_best = [], [], []
-        for probes, store, truth in ((sp["mated"], mated_best, truth), (sp["nonmated"], nonmated_best, None)):
+        for probes, store, truth in ((sp["mated"], mated_best, mated_truth), (sp["nonmated"], nonmated_best, None)):
             for n, i in enumerate(probes):
                 per = []
                 for g in galleries:

@@ -6,8 +6,10 @@ import pytest
 
 from petlib import embed, evaluate, metrics, schema
 from petlib.data import load_split
-from petlib.run import RunDir
 from petlib.layout import Layout
+from petlib.run import RunDir
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,8 @@ def test_evaluate_run_writes_every_number_and_plot(trained):
     for name in evaluate.PLOTS:
         assert (out / name).stat().st_size > 1000, name
     assert m["retrieval"] == saved["retrieval"]
+    declared = {s.name for s in metrics.specs()}
+    assert schema.section_keys(saved) == declared, "metrics.json and the metric specs differ"
 
 
 def test_embedding_cache_hits_and_invalidates(trained, tmp_path):

@@ -11,8 +11,10 @@ from petlib import export
 from petlib.export import coreml, tflite
 from petlib.export.tools import ChildConversion
 from petlib.io import atomic_dir
-from petlib.run import RunDir
 from petlib.layout import Layout
+from petlib.run import RunDir
+
+pytestmark = [pytest.mark.slow, pytest.mark.export]
 
 PHONE = ["executorch", "coreml", "tflite"]
 needs_converters = pytest.mark.skipif(not all(export.converter_available(f) for f in PHONE),

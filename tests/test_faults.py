@@ -15,6 +15,8 @@ import torch
 
 from petlib.io import UnsafeFileError, load_torch
 
+pytestmark = pytest.mark.slow
+
 SETS = ["models.mnv3.epochs=2", "train.max_steps_per_epoch=5", "train.val_every=2", "train.checkpoint_minutes=0"]
 
 
@@ -257,14 +259,17 @@ def test_every_entry_point_gives_bad_input_one_line(study, tmp_path):
         ("missing photo", ["compare", photo, bad / "missing.jpg", "--embedder", onnx], [], "missing.jpg: photo not found"),
         ("0-byte photo", ["recognize", gallery, bad / "zero.jpg", "--embedder", onnx], [], "zero.jpg: empty file (0 bytes)"),
         ("text named .jpg", ["compare", bad / "text.jpg", photo, "--embedder", onnx], [], "text.jpg: not an image"),
-        ("truncated JPEG", ["register", gallery, "rex", bad / "trunc.jpg", "--embedder", onnx], [], "trunc.jpg: unreadable image"),
+        ("truncated JPEG", ["register", gallery, "rex", bad / "trunc.jpg", "--embedder", onnx], [],
+         "trunc.jpg: unreadable image"),
         ("bomb PNG header", ["compare", bad / "bomb.png", photo, "--embedder", onnx], [], "decompression bomb"),
         ("gallery of another model", ["recognize", gallery, photo, "--embedder", pt], [], "gallery.npz: built by embedder"),
-        ("truncated gallery", ["recognize", bad / "truncated.npz", photo, "--embedder", onnx], [], "truncated.npz: not a readable gallery"),
+        ("truncated gallery", ["recognize", bad / "truncated.npz", photo, "--embedder", onnx], [],
+         "truncated.npz: not a readable gallery"),
         ("tampered gallery", ["recognize", bad / "tampered.npz", photo, "--embedder", onnx], [], "tampered.npz: "),
         ("run without config.json", ["embed", bad / "norun"], [], "norun/config.json: missing"),
         ("export of a missing run", ["export", bad / "nowhere"], [], "nowhere/config.json: missing"),
-        ("evaluate before train", ["evaluate", pfile], ["name=untrained"], "pet_embedder.pt: missing; has this run finished training?"),
+        ("evaluate before train", ["evaluate", pfile], ["name=untrained"],
+         "pet_embedder.pt: missing; has this run finished training?"),
         ("params not YAML", ["train", bad / "params.yaml"], [], "params.yaml: not valid YAML"),
         ("unknown key", train, ["train.batchsize=3"], "train.batchsize"),
         ("wrong type", train, ["train.batch_size=many"], "train.batch_size"),

@@ -7,6 +7,8 @@ from petlib import data, inference
 from petlib.inference import GalleryError, PetRecognitionPipeline
 from petlib.layout import Layout
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def split(trained_ci):
@@ -103,9 +105,9 @@ def test_far_thresholds_reach_the_app(trained_ci, split, capsys):
     `--far` uses it, and a FAR validation could not measure is one clear error."""
     import json
 
-    from petlib.metrics import far_thresholds
     from petlib.cli import main
     from petlib.inference import PetRecognitionPipeline
+    from petlib.metrics import far_thresholds
     from petlib.run import RunDir, best_val_epoch
 
     run = RunDir(Layout(trained_ci).run_dir("mnv3", "cat"))

@@ -10,6 +10,8 @@ from petlib.export import int8
 from petlib.export.measure import TestSet as EvalSet
 from petlib.layout import Layout
 
+pytestmark = [pytest.mark.slow, pytest.mark.export]
+
 RNG = np.random.default_rng(0)
 
 

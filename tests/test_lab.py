@@ -17,8 +17,9 @@ import urllib.request
 import pytest
 
 CHROMIUM = os.environ.get("PETFACE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium not found: `apt-get install chromium` (as root; "
-                                                          "`make test` does it), or set PETFACE_CHROMIUM")
+pytestmark = [pytest.mark.slow, pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium not found: `apt-get install chromium` (as root; "
+                                                          "`make test` does it), or set PETFACE_CHROMIUM")]
 NOTEBOOK = "03_evaluate.ipynb"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

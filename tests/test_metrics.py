@@ -258,7 +258,7 @@ def test_threshold_sweep_matches_brute_force():
     s = rng.uniform(-0.6, 1.0, 300)
     y = rng.random(300) < 0.5
     r = metrics.best_threshold(s, y)
-    best = max(((np.mean((s >= t) == y), -t) for t in np.round(np.arange(-0.5, 1.0001, 0.01), 2)))
+    best = max((np.mean((s >= t) == y), -t) for t in np.round(np.arange(-0.5, 1.0001, 0.01), 2))
     assert abs(r["accuracy"] - best[0]) < 1e-12 and abs(r["threshold"] + best[1]) < 1e-9
 
 

@@ -40,7 +40,10 @@ def test_notebook_names_the_project_kernel_and_says_so_without_it(repo, name):
     nb = json.loads((repo / "notebooks" / f"{name}.ipynb").read_text())
     assert nb["metadata"]["kernelspec"]["name"] == "petface-study"
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
-    # -S: no site-packages, i.e. a Python without petlib (or pandas) installed
+    first_line = code[1].splitlines()[0]
+    assert first_line.startswith("from petlib import notebook  #") and "petface-study (.venv)" in first_line, \
+        "where petlib itself is not importable (JupyterLab runs in notebooks/), the traceback shows this comment"
+    # -S: no site-packages, i.e. a Python that sees the repository but not the project's environment
     r = subprocess.run([sys.executable, "-S", "-c", code[0] + "\n" + code[1]], capture_output=True, text=True,
                        cwd=repo)
     assert r.returncode != 0

@@ -11,6 +11,8 @@ import torch
 
 from petlib import reproducible
 
+pytestmark = pytest.mark.slow
+
 # What another machine (or a user's shell) might ask for: ATen's generic kernels, oneDNN at SSE4.1,
 # MKL's automatic branch, one thread.
 OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "AUTO",

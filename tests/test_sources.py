@@ -316,6 +316,7 @@ def test_published_design_figures_match_the_design_document():
 
 # ------------------------------------------------------------------ the study on each source
 @pytest.mark.timeout(900)
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["petface", "dogfacenet", "table"])
 def test_study_runs_on_each_source(make_params, tmp_path, faces, source):
     """01 -> 04 through the runner on a miniature of each format: the protocol block in metrics.json and

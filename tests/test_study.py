@@ -5,8 +5,10 @@ import re
 import pytest
 
 from petlib.config import load_params
-from petlib.study import plan, run_study
 from petlib.layout import Layout
+from petlib.study import plan, run_study
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(600)

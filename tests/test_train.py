@@ -11,8 +11,10 @@ import torch
 
 from petlib import run as rundir
 from petlib import train
-from petlib.train import lr_factor, margin_at
 from petlib.layout import Layout
+from petlib.train import lr_factor, margin_at
+
+pytestmark = pytest.mark.slow
 
 
 # ------------------------------------------------------------------ schedules
@@ -94,7 +96,8 @@ def test_resume_reproduces_an_uninterrupted_run(params, tmp_path):
     assert len(part["epochs"]) == 1 and not (tmp_path / "part" / "pet_embedder.pt").exists()
     resumed = train.train_model(p, "mnv3", "cat", out_dir=tmp_path / "part", resume=True, progress=False,
                                 log=lambda *_: None).history
-    strip = lambda h: [{k: v for k, v in e.items() if k not in ("images_per_s", "train_time_s", "data_wait_frac")} for e in h["epochs"]]
+    timing = ("images_per_s", "train_time_s", "data_wait_frac")
+    strip = lambda h: [{k: v for k, v in e.items() if k not in timing} for e in h["epochs"]]
     a, b = strip(full), strip(resumed)
     assert len(a) == len(b) == 3
     for x, y in zip(a, b):

@@ -1,8 +1,7 @@
 """Data: sources (one module each behind `sources.SOURCES`), the verifying scan and its cache, decoding,
 splits, transforms and pairs. One module per concern; this package re-exports what the rest of petlib uses."""
 from ..constants import SPLITS
-from .decode import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, DataError, ImageDecodeError, decode_verified,
-                     load_image)
+from .decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, DataError, ImageDecodeError, decode_verified, load_image
 from .pairs import make_pairs, sample_pairs
 from .prepare import (PreparedData, data_root, list_source, load_protocol, load_split, load_splits,
                       lookalike_families, prepare_species, split_table)

@@ -5,19 +5,16 @@ about 0.3 ms per 112 px JPEG and 1 ms per 224 px JPEG on one core. The verdicts 
 decodes only new or changed files."""
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, DataError, ImageDecodeError, load_image
-from .types import IdentityIndex, Listing, fingerprint
+from .types import IdentityIndex, Listing
 
 
 def _is_hidden(p: Path) -> bool:
@@ -54,9 +51,8 @@ def _verify(candidates: list[tuple[str, Path]], root: Path, max_pixels: int, cac
             workers: int | None, progress: bool) -> list[str | None]:
     """Why each candidate is unusable (None: usable). Files whose size and modification time match the
     scan cache keep its verdict; the others are decoded (in threads), and the cache is rewritten."""
-    from ..progress import bar as tqdm
-
     from ..io import atomic_write_json
+    from ..progress import bar as tqdm
 
     known = _read_scan_cache(cache, root, max_pixels)
     stats, reasons, todo = [], [], []

@@ -3,8 +3,8 @@ re-seeding and batch normalisation that let the loader feed a GPU."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def reseed(transform, seed: int) -> None:
             stack.extend(c for c in t.transforms if isinstance(c, (BasicTransform, BaseCompose)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _normalize_table() -> np.ndarray:
     """A.Normalize's output for every uint8 value of each channel, computed by A.Normalize itself."""
     import albumentations as A

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class IdentityIndex:
     def fingerprint(self) -> str:
         return fingerprint(self.root, self.paths)
 
-    def subset(self, identities: Iterable[str]) -> "IdentityIndex":
+    def subset(self, identities: Iterable[str]) -> IdentityIndex:
         keep = set(identities)
         names = [n for n in self.identities if n in keep]
         new_label = {self.identities.index(n): i for i, n in enumerate(names)}

@@ -24,9 +24,9 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

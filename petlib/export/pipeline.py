@@ -20,12 +20,12 @@ from .. import data, reproducible
 from ..embed import preprocess_images
 from ..io import atomic_write_json
 from ..latency import torch_runner
+from ..layout import Layout
 from ..run import RunDir
 from . import int8
 from .measure import TASK_KEYS, TestSet, latencies, make_test_set, measure
 from .registry import EXPORT_INSTALL, FORMATS, Format
 from .tools import ConvertContext
-from ..layout import Layout
 
 CALIBRATION_IMAGES = max(int8.CALIBRATION_SIZES)  # the largest calibration set the INT8 search tries
 VALIDATION_IMAGES = 1000  # INT8 candidates are scored on at most this many validation images, whole identities

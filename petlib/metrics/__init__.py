@@ -1,21 +1,22 @@
 """The benchmark metrics (design §6): numpy arrays in, plain dicts or dataclasses out; no files, no
 network, no torch at import. One module per concern; each declares its figures (`spec.declare`) beside
-the functions, and the order below is 04_compare's row order."""
+its functions, and `specs()` lists them in 04_compare's row order."""
 from __future__ import annotations
 
-from .ranking import Ranking, rank_queries
-from .retrieval import Queries, cmc, leave_one_out, ndcg_at, overfitting, retrieval, retrieval_figures, sample_by_identity
-from .verification import (THRESHOLDS, accepted, best_threshold, eer, far_thresholds, impostor_scores, pair_ranking,
-                           pair_scores, petface_auc, rates_at, roc, tar_at_far, threshold_at_far, threshold_over)
-from .open_set import class_max_scores, dir_at_far, open_set, open_set_scores, open_set_split, topk_identification
-from .clustering import clustering, kmeans, purity
-from .triplets import triplets
-from .robustness import robustness
 from . import efficiency  # noqa: F401  (declares the efficiency figures)
 from .bootstrap import INTERVAL_KEYS, bootstrap, headline_intervals, interval, repeat_by
-from .deployment import (enrolment, family_scores, gallery_growth, identity_scores, impostor_study, nearest_impostors,
-                         smallest_sufficient_k, thresholds_on_test)
-from .spec import INTERVALS_DOC, SPECS, MetricSpec, specs
+from .clustering import clustering, kmeans, purity
+from .deployment import (enrolment, family_scores, gallery_growth, identity_scores, impostor_study,
+                         nearest_impostors, smallest_sufficient_k, thresholds_on_test)
+from .open_set import class_max_scores, dir_at_far, open_set, open_set_scores, open_set_split, topk_identification
+from .ranking import Ranking, rank_queries
+from .retrieval import (Queries, cmc, leave_one_out, ndcg_at, overfitting, retrieval, retrieval_figures,
+                        sample_by_identity)
+from .robustness import robustness
+from .spec import INTERVALS_DOC, MetricSpec, specs
+from .triplets import triplets
+from .verification import (THRESHOLDS, accepted, best_threshold, eer, far_thresholds, impostor_scores, pair_ranking,
+                           pair_scores, petface_auc, rates_at, roc, tar_at_far, threshold_at_far, threshold_over)
 
 __all__ = [
     "Ranking", "rank_queries", "Queries", "cmc", "leave_one_out", "ndcg_at", "overfitting", "retrieval",
@@ -25,5 +26,5 @@ __all__ = [
     "open_set_split", "topk_identification", "clustering", "kmeans", "purity", "triplets", "robustness",
     "INTERVAL_KEYS", "bootstrap", "headline_intervals", "interval", "repeat_by", "enrolment", "family_scores",
     "gallery_growth", "identity_scores", "impostor_study", "nearest_impostors", "smallest_sufficient_k",
-    "thresholds_on_test", "INTERVALS_DOC", "SPECS", "MetricSpec", "specs",
+    "thresholds_on_test", "INTERVALS_DOC", "MetricSpec", "specs",
 ]

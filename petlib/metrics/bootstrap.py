@@ -7,14 +7,14 @@ its items by those counts. Not measurable in a draw (NaN) means left out of that
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..constants import far_key
+from .open_set import dir_at_far
 from .retrieval import Queries
 from .verification import pair_ranking
-from .open_set import dir_at_far
 
 
 def bootstrap(stat: Callable[..., Sequence[float]], sizes: Sequence[int], n: int, seed) -> np.ndarray:

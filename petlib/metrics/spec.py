@@ -38,17 +38,22 @@ class MetricSpec:
         return f"{self.section}.{self.key}"
 
 
-SPECS: list[MetricSpec] = []
+# 04_compare's row order: sections in this order, each in the order its module declares its figures.
+SECTION_ORDER = ("retrieval", "ranking", "verification", "open_set", "clustering", "triplets", "overfitting",
+                 "robustness", "efficiency")
+_DECLARED: list[MetricSpec] = []
 
 
 def declare(section: str, key: str, label: str, **kw) -> MetricSpec:
-    """Register one metric (in 04_compare's row order: the metrics package imports its modules in order)."""
+    """Register one metric of a section of `SECTION_ORDER`."""
     s = MetricSpec(section, key, label, **kw)
     if s.interval not in INTERVALS_DOC:
         raise ValueError(f"{s.name}: interval {s.interval!r} is not one of {list(INTERVALS_DOC)}")
-    if any(o.name == s.name for o in SPECS):
+    if section not in SECTION_ORDER:
+        raise ValueError(f"{s.name}: section {section!r} is not one of {SECTION_ORDER}")
+    if any(o.name == s.name for o in _DECLARED):
         raise ValueError(f"{s.name}: declared twice")
-    SPECS.append(s)
+    _DECLARED.append(s)
     return s
 
 
@@ -58,4 +63,6 @@ def count(section: str, key: str, doc: str = "") -> MetricSpec:
 
 
 def specs(section: str | None = None) -> list[MetricSpec]:
-    return [s for s in SPECS if section is None or s.section == section]
+    """The declared metrics (of one section), in 04_compare's row order."""
+    ordered = sorted(_DECLARED, key=lambda s: SECTION_ORDER.index(s.section))  # stable: declaration order within
+    return [s for s in ordered if section is None or s.section == section]

@@ -1,8 +1,8 @@
 """What a data source is: one `Source` entry, declared in the source's own module."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
