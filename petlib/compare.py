@@ -28,8 +28,9 @@ from .schema import load_metrics
 
 
 def _ci_key(spec: MetricSpec) -> str | None:
-    """Where a row's interval is: its key in ci95, 'exact' for measured facts, None without one."""
-    return {"identities": spec.key, "exact": "exact"}.get(spec.interval)
+    """Where a row's interval is: its key in ci95, 'exact' for measured facts (timings are still treated as
+    such: one median per model, no spread), None without one."""
+    return {"identities": spec.key, "exact": "exact", "timing": "exact"}.get(spec.interval)
 
 
 # (category, label, path in metrics.json, higher is better, key in ci95 or None): every spec with a category.

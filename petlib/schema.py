@@ -73,6 +73,25 @@ def section_keys(metrics: dict) -> set[str]:
     return {k for sec in SECTIONS if isinstance(metrics.get(sec), dict) for k in walk(metrics[sec], sec)}
 
 
+def fmt(value, ci=None) -> str:
+    """A figure for a table: 4 significant digits (integers whole), its 95% interval in the same cell."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{value:.4g}"
+    if ci and None not in ci:
+        text += f" [{ci[0]:.3g}, {ci[1]:.3g}]"
+    return text
+
+
+def section_rows(metrics: dict, section: str) -> list[dict]:
+    """One section of a metrics dict as table rows: label, value with its interval, direction, how the
+    interval is computed (03_evaluate's tables)."""
+    better = {True: "higher", False: "lower", None: ""}
+    ci = metrics.get("ci95") or {}
+    return [{"figure": s.label, "value": fmt(get(metrics, s.path), ci.get(s.key) if s.interval == "identities" else None),
+             "better": better[s.higher], "interval": INTERVALS_DOC[s.interval]} for s in specs(section)]
+
+
 def spec_of(name: str) -> MetricSpec:
     return next(s for s in specs() if s.name == name)
 

@@ -129,16 +129,31 @@ def install_kernel() -> Path:
     return write_kernelspec(Path(sys.prefix) / "share" / "jupyter", env=dict(reproducible.ENV))
 
 
+def shown_text(stream: str) -> str:
+    """What a terminal shows of a stream: each line as its last carriage return left it (progress bars
+    redraw with \r, and a finished bar may clear itself to spaces)."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in stream.split("\n"))
+
+
+def drop_blank_streams(nb) -> None:
+    """Remove the stream outputs that show nothing (a progress bar that cleared itself): in HTML each is
+    an empty red box under its cell."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.output_type == "stream" and not shown_text(o.text).strip())]
+
+
 def render_html(ipynb: Path, out_html: Path) -> None:
     """Self-contained HTML (figures are inline PNG) that opens from disk without a server."""
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
-    nb = nbformat.read(str(ipynb), as_version=4)
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nbformat.read(str(ipynb), as_version=4), {})  # one per bar
+    drop_blank_streams(nb)
     exporter = HTMLExporter(template_name="lab")
     exporter.embed_images = True
-    exporter.register_preprocessor(CoalesceStreamsPreprocessor(), enabled=True)  # folds progress-bar redraws
     body, _ = exporter.from_notebook_node(nb)
     atomic_write_text(out_html, body)
 

@@ -14,7 +14,7 @@ INTERVALS_DOC = {
     "identities": "bootstrap over test identities (metrics.json `ci95`)",
     "none": "no interval yet",
     "exact": "a measured fact (a count, a size): no sampling error",
-    "timing": "repeated timings on this machine",
+    "timing": "repeated timings on this machine (the median; no interval stored yet)",
 }
 
 
