@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from petlib import data, metrics
+from petlib import metrics
 
 
 def synthetic(n_ids: int, n: int, dim: int = 128, seed: int = 0):
@@ -42,7 +42,7 @@ def main():
         _, t_clu = timed(lambda: metrics.clustering(emb, labels))
         row = {"set": name, "images": n, "identities": n_ids, "retrieval_s": t_ret, "clustering_s": t_clu}
         if n <= 10_000:
-            pairs = data.sample_pairs(labels, 50_000)
+            pairs = metrics.sample_pairs(labels, 50_000)
             scores = (emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1)
             _, row["ranking_s"] = timed(lambda: (metrics.pair_ranking(scores, pairs[:, 2]),
                                                  metrics.best_threshold(scores, pairs[:, 2])))
@@ -51,7 +51,8 @@ def main():
             split = metrics.open_set_split(labels, 42)
             _, row["open_set_s"] = timed(lambda: metrics.open_set(emb, labels))
             os_ = metrics.open_set_scores(emb, labels, split)
-            _, row["bootstrap200_s"] = timed(lambda: metrics.headline_intervals(pq, scores, pairs, labels, os_, n=200))
+            sample = metrics.build_sample(emb, labels, pairs, 0.5, 42, queries=pq, open_scores=os_)
+            _, row["bootstrap200_s"] = timed(lambda: metrics.intervals(sample, 200, 0))
             from sklearn.cluster import KMeans
             _, row["sklearn_kmeans_s"] = timed(lambda: KMeans(n_ids, n_init=1, random_state=0, max_iter=25).fit(emb))
         row["total_s"] = sum(v for k, v in row.items() if k.endswith("_s") and not k.startswith("sklearn"))

@@ -150,8 +150,9 @@ def _compare(a) -> int:
         name, d = item.split(":", 1)
         runs[name] = d
     metrics = compare.load_all(runs)
-    print(compare.report_markdown(metrics))
-    files = compare.write(metrics, a.out)
+    tables = compare.ranked_blocks(metrics, compare.load_all_samples(runs))
+    print(compare.report_markdown(metrics, tables))
+    files = compare.write(metrics, tables, a.out)
     print(f"written: {files['md']}, {files['csv']}")
     return 0
 

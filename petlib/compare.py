@@ -1,40 +1,47 @@
-"""Model comparison (design §6.4 / §9.2): many metrics.json files in, tables out.
+"""Model comparison (design §6.4 / §9.2): many metrics.json files in, tables and verdicts out.
 
 Models are ranked only against models measured on the same test set (same species and test-split
 fingerprint): one block per test set, as design table 9.2 does per species. Across test sets the
 numbers stand side by side, unranked.
 
-Within a block, the best model per row (in the right direction: lower is better for EER, violation
-rate, drops, size and latency) is called better than the runner-up only when the difference exceeds
-both kinds of variance the study measures:
-  1. the test set's: the two models' 95% bootstrap intervals (identities resampled) do not overlap;
-  2. training's: the difference is more than twice the larger standard deviation across training
-     repeats (seeds) of the two models, where a model has repeats.
-A row without a bootstrap interval is not called (measured facts such as size and latency are); a
-row that fails a check is a tie. Where no model of a block has repeats, training variance was not
-measured and the table says so.
+The rule, one sentence (`RULE`): within a block, the leading model of a row is called better than
+the runner-up only when the Holm-adjusted 95% interval of their paired difference excludes zero. The
+difference is paired: every bootstrap draw resamples the test identities once for both models (and
+each model's training repeats, where it has them), so it carries the test set's and training's
+variance; Holm's step-down over the block's rows (`petlib.metrics.paired`) bounds the chance of any
+false call in a block by 5%, a rate measured by `benchmarks/error_rates.py`. Exact facts (parameters,
+file size) are called when they differ; a latency measured once per model is not called.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from . import metrics as _m
 from .io import atomic_write_text
 from .metrics import MetricSpec, specs
+from .schema import fmt
 from .schema import get as _get
-from .schema import load_metrics
+from .schema import load_metrics, load_samples
+
+RULE = ("A row's leader is called better than the runner-up only when the Holm-adjusted 95% interval of their "
+        "paired difference (the same test identities and, where there are several, training seeds resampled for "
+        "both) excludes zero; at most 5% of blocks get any false call. Sizes and parameter counts are exact; "
+        "a latency timed once per model is not called.")
+RESAMPLED = {"identities", "clusters", "images"}
 
 
 def _ci_key(spec: MetricSpec) -> str | None:
-    """Where a row's interval is: its key in ci95, 'exact' for measured facts (timings are still treated as
-    such: one median per model, no spread), None without one."""
-    return {"identities": spec.key, "exact": "exact", "timing": "exact"}.get(spec.interval)
+    """Where a row's interval is: its name in ci95, 'exact' for measured facts, None without one."""
+    return spec.name if spec.interval in RESAMPLED else {"exact": "exact"}.get(spec.interval)
 
 
+ROW_SPECS = [s for s in specs() if s.category]
 # (category, label, path in metrics.json, higher is better, key in ci95 or None): every spec with a category.
-ROWS = [(s.category, s.label, s.path, s.higher, _ci_key(s)) for s in specs() if s.category]
+ROWS = [(s.category, s.label, s.path, s.higher, _ci_key(s)) for s in ROW_SPECS]
 
 
 def load_all(runs: dict[str, str | Path]) -> dict[str, dict]:
@@ -58,41 +65,82 @@ def spread(m: dict, path: tuple) -> float | None:
     return st["std"] if st and st.get("n", 0) > 1 else None
 
 
-def _verdict(a: dict, b: dict, va: float, vb: float, path: tuple, ci_key: str | None) -> str:
-    """'' when the leader `a` is called better than the runner-up `b`, else why it is a tie."""
-    if ci_key == "exact":
-        return ""
-    ca, cb = (a.get("ci95") or {}).get(ci_key or ""), (b.get("ci95") or {}).get(ci_key or "")
-    if not (ca and cb) or None in ca + cb:
-        return "not called: no interval"
-    if ca[0] <= cb[1] and cb[0] <= ca[1]:
-        return "tie: intervals overlap"
-    sds = [sd for sd in (spread(a, path), spread(b, path)) if sd is not None]
-    if sds and abs(va - vb) <= 2 * max(sds):
-        return "tie: within training spread"
-    return ""
+def load_all_samples(runs: dict[str, str | Path]) -> dict[str, list[dict] | None]:
+    """`{name: eval_dir}` -> each evaluation's resample data (None for one evaluated before it existed)."""
+    return {name: load_samples(d) for name, d in runs.items()}
 
 
-def compare(metrics: dict[str, dict]) -> pd.DataFrame:
-    """One block (models measured on one test set): a row per metric, a column per model, plus `best`
-    (the called model names, comma-separated when equal; '' when not called), `note` (why not) and
-    `direction`."""
+def _order(valid: dict[str, float], higher: bool) -> tuple[list[str], list[str]]:
+    top = max(valid.values()) if higher else min(valid.values())
+    leaders = [n for n, v in valid.items() if v == top]
+    return leaders, [n for n in sorted(valid, key=lambda n: valid[n], reverse=higher) if n not in leaders]
+
+
+def _pending(spec: MetricSpec, vals: dict, samples: dict | None, means: dict,
+             timed: bool) -> tuple[dict, str, tuple | None]:
+    """(the row's cells, its note, the (leader, runner-up) to test or None) before the paired tests."""
+    valid = {n: v for n, v in vals.items() if isinstance(v, (int, float)) and not math.isnan(v)}
+    row = {"best": "", "difference": ""}
+    if len(valid) < 2:
+        return row, "", None
+    if spec.interval == "timing" and timed:
+        leaders, rest = _order(valid, spec.higher)
+        return row, "", (leaders[0], rest[0]) if rest else None
+    tested = spec.interval in RESAMPLED and samples and all(samples.get(n) for n in valid)
+    leaders, rest = _order({n: means[n].get(spec.name, math.nan) for n in valid} if tested else valid, spec.higher)
+    if not rest:
+        return row, "tie: equal values", None
+    if spec.interval == "exact":
+        return {**row, "best": ",".join(leaders)}, "", None
+    if spec.interval == "timing":
+        return row, "not called: one timing per model, not a distribution", None
+    if not tested:
+        return row, "not called: no resample data (evaluate again)" if spec.interval in RESAMPLED else \
+            "not called: no interval", None
+    return row, "", (leaders[0], rest[0])
+
+
+def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | None = None, n_boot: int = 200,
+            seed: int = 0, alpha: float = 0.05, timings: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """One block (models measured on one test set): a row per metric, a column per model, `best` (the
+    called model, '' when not called), `difference` (leader minus runner-up, mean over training repeats,
+    with its Holm-adjusted interval), `note` (why not called) and `direction`. `timings`: each model's
+    interleaved batch-1 latencies (`latency.block_timings`), which replace the separate timings of
+    metrics.json and are compared like the other rows. See `RULE`."""
     if len(test_sets(metrics)) > 1:
         raise ValueError(f"models measured on different test sets cannot be ranked: {list(test_sets(metrics))}")
-    rows = []
-    for cat, label, path, higher, ci_key in ROWS:
-        vals = {n: _get(m, path) for n, m in metrics.items()}
-        valid = {n: v for n, v in vals.items() if isinstance(v, (int, float)) and not math.isnan(v)}
-        best, note = "", ""
-        if len(valid) >= 2:
-            top = max(valid.values()) if higher else min(valid.values())
-            leaders = [n for n, v in valid.items() if v == top]
-            rest = [n for n in sorted(valid, key=lambda n: valid[n], reverse=higher) if n not in leaders]
-            note = _verdict(metrics[leaders[0]], metrics[rest[0]], top, valid[rest[0]], path, ci_key) if rest \
-                else "tie: equal values"
-            best = "" if note else ",".join(leaders)  # equal values (e.g. the same architecture) share the bold
-        rows.append({"category": cat, "metric": label, **vals, "best": best, "note": note,
-                     "direction": "higher" if higher else "lower"})
+    means = {n: _m.model_values(s) for n, s in (samples or {}).items() if s and n in metrics}
+    timed = bool(timings) and all(n in timings for n in metrics)
+    rows, tests = [], {}
+    for i, spec in enumerate(ROW_SPECS):
+        vals = {n: _get(m, spec.path) for n, m in metrics.items()}
+        if spec.interval == "timing" and timed:
+            vals = {n: float(np.median(timings[n]) * 1000) for n in metrics}
+        cells, note, pair = _pending(spec, vals, samples, means, timed)
+        rows.append({"category": spec.category, "metric": spec.label, **vals, **cells, "note": note,
+                     "direction": "higher" if spec.higher else "lower"})
+        if pair:
+            tests.setdefault(pair, []).append(i)
+    names, observed, columns = [], {}, []
+    for (a, b), idx in tests.items():
+        resampled = [i for i in idx if ROW_SPECS[i].interval != "timing"]
+        if resampled:
+            columns.append(_m.paired_draws(samples[a], samples[b], [ROW_SPECS[i].name for i in resampled], n_boot, seed))
+        for i in resampled:
+            names.append(i)
+            observed[i] = means[a].get(ROW_SPECS[i].name, math.nan) - means[b].get(ROW_SPECS[i].name, math.nan)
+        for i in (i for i in idx if ROW_SPECS[i].interval == "timing"):
+            columns.append(_m.latency_draws(timings[a], timings[b], n_boot, seed)[:, None])
+            names.append(i)
+            observed[i] = rows[i][a] - rows[i][b]
+    if names:
+        results = _m.holm([str(i) for i in names], {str(i): observed[i] for i in names},
+                          pd.concat([pd.DataFrame(c) for c in columns], axis=1).to_numpy(), alpha)
+        pair_of = {i: pair for pair, idx in tests.items() for i in idx}
+        for i, t in zip(names, results):
+            rows[i]["difference"] = fmt(t.difference, t.adjusted_ci)
+            rows[i]["best"] = pair_of[i][0] if t.called else ""
+            rows[i]["note"] = "" if t.called else "not called: the adjusted interval includes 0"
     return pd.DataFrame(rows)
 
 
@@ -100,6 +148,20 @@ def side_by_side(metrics: dict[str, dict]) -> pd.DataFrame:
     """Every model's figures next to each other, unranked: for models measured on different test sets."""
     return pd.DataFrame([{"category": cat, "metric": label, **{n: _get(m, path) for n, m in metrics.items()}}
                          for cat, label, path, _, _ in ROWS])
+
+
+def intervals_of(block: dict[str, dict]) -> dict[str, dict[str, tuple]]:
+    """model -> row label -> its 95% interval (for the error bars of 04_compare's charts)."""
+    return {n: {label: tuple(ci) for _, label, _, _, key in ROWS
+                if (ci := (m.get("ci95") or {}).get(key or "")) and None not in ci} for n, m in block.items()}
+
+
+def ranked_blocks(metrics: dict[str, dict], samples: dict | None = None, n_boot: int = 200, seed: int = 0,
+                  timings: dict[str, dict] | None = None) -> dict[str, pd.DataFrame]:
+    """Every test set's ranked table, computed once (the paired tests are the costly part); `timings`:
+    block label -> model -> interleaved latencies."""
+    return {label: compare(block, samples, n_boot, seed, timings=(timings or {}).get(label))
+            for label, block in test_sets(metrics).items()}
 
 
 def _measured_spread(metrics: dict[str, dict]) -> dict[str, dict]:
@@ -122,80 +184,77 @@ def training_variance_note(block: dict[str, dict], study: dict[str, dict] | None
     return note
 
 
-def _fmt(v, label: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if "params" in label or "bytes" in label:
-        return f"{int(v):,}"
-    if "ms" in label:
-        return f"{v:.2f}"
-    return f"{v:.4f}"
-
-
-def _cell(m: dict | None, v, label: str, path: tuple, ci_key: str | None) -> str:
-    s = _fmt(v, label)
-    if m is None or v is None:
-        return s
+def _cell(m: dict | None, v, path: tuple, ci_key: str | None) -> str:
+    """A model's figure with its 95% interval and, where it has training repeats, their spread."""
+    if m is None:
+        return fmt(v)
     ci = (m.get("ci95") or {}).get(ci_key or "")
-    if ci and None not in ci:
-        s += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    s = fmt(v, ci)
     sd = spread(m, path)
-    if sd is not None:
-        s += f" ±{sd:.3f} sd ({m['repeat_stats']['.'.join(path)]['n']} seeds)"
+    if sd is not None and v is not None:
+        s += f" ±{sd:.3g} sd ({m['repeat_stats']['.'.join(path)]['n']} seeds)"
     return s
 
 
 def to_markdown(df: pd.DataFrame, names: list[str], metrics: dict[str, dict] | None = None) -> str:
     """The table with the called best in bold; with `metrics`, each cell also shows its 95% bootstrap
-    interval [low, high] and its standard deviation across training repeats."""
+    interval [low, high] and its standard deviation across training repeats; a ranked table adds the
+    difference (leader minus runner-up, Holm-adjusted interval) and why a row is not called."""
     paths = {label: (path, ci) for _, label, path, _, ci in ROWS}
     ranked = "best" in df.columns
-    lines = ["| Category | Metric | " + " | ".join(names) + (" | better |" if ranked else " |"),
-             "|---|---|" + "---|" * len(names) + ("---|" if ranked else "")]
+    lines = ["| Category | Metric | " + " | ".join(names) + (" | difference [adjusted 95%] | better |" if ranked else " |"),
+             "|---|---|" + "---|" * len(names) + ("---|---|" if ranked else "")]
     for _, r in df.iterrows():
         path, ci = paths[r["metric"]]
         cells = []
         for n in names:
-            s = _cell((metrics or {}).get(n), r[n], r["metric"], path, ci) if metrics else _fmt(r[n], r["metric"])
+            s = _cell((metrics or {}).get(n), r[n], path, ci)
             cells.append(f"**{s}**" if ranked and n in str(r["best"]).split(",") else s)
-        tail = f" {r['direction']}" + (f" ({r['note']})" if r.get("note") else "") + " |" if ranked else ""
+        tail = f" {r['difference']} | {r['direction']}" + (f" ({r['note']})" if r.get("note") else "") + " |" \
+            if ranked else ""
         lines.append(f"| {r['category']} | {r['metric']} | " + " | ".join(cells) + " |" + tail)
     return "\n".join(lines) + "\n"
 
 
-def report_markdown(metrics: dict[str, dict]) -> str:
-    """Every block (ranked within one test set), then the unranked view across test sets."""
-    parts = []
+def report_markdown(metrics: dict[str, dict], tables: dict[str, pd.DataFrame]) -> str:
+    """Every block (ranked within one test set, `tables` from `ranked_blocks`), its takeaways, then the
+    unranked view across test sets."""
+    parts = [RULE + "\n"]
     for label, block in test_sets(metrics).items():
-        parts += [f"## {label}: {', '.join(block)}\n", to_markdown(compare(block), list(block), block),
-                  training_variance_note(block, metrics) + "\n"]
+        parts += [f"## {label}: {', '.join(block)}\n", to_markdown(tables[label], list(block), block),
+                  training_variance_note(block, metrics) + "\n", takeaways_markdown(takeaways(tables[label], block))]
     if len(test_sets(metrics)) > 1:
         parts += ["## Across test sets (side by side, not ranked: measured on different test sets)\n",
-                  to_markdown(side_by_side(metrics), list(metrics))]
+                  to_markdown(side_by_side(metrics), list(metrics), metrics)]
     return "\n".join(parts)
 
 
-def write(metrics: dict[str, dict], out_dir: str | Path) -> dict[str, Path]:
-    """comparison.md (every block and the side-by-side view) and comparison.csv (one row per model and
-    metric, with its block)."""
+def write(metrics: dict[str, dict], tables: dict[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
+    """comparison.md (every block, its takeaways and the side-by-side view) and comparison.csv (one row per
+    model and metric, with its block and the row's difference and verdict)."""
     out_dir = Path(out_dir)
     md, csv = out_dir / "comparison.md", out_dir / "comparison.csv"
-    atomic_write_text(md, "# Model comparison\n\n" + report_markdown(metrics))
+    atomic_write_text(md, "# Model comparison\n\n" + report_markdown(metrics, tables))
     long = []
     for label, block in test_sets(metrics).items():
-        df = compare(block)
-        for _, r in df.iterrows():
+        for _, r in tables[label].iterrows():
             for n in block:
                 long.append({"test_set": label, "category": r["category"], "metric": r["metric"], "model": n,
-                             "value": r[n], "called_best": n in str(r["best"]).split(","), "note": r["note"]})
+                             "value": r[n], "called_best": n in str(r["best"]).split(","),
+                             "difference": r["difference"], "note": r["note"]})
     atomic_write_text(csv, pd.DataFrame(long).to_csv(index=False))
     return {"md": md, "csv": csv}
 
 
-def headline(metrics: dict[str, dict]) -> dict:
-    """The study index's figures: per test set with two or more models, who is called best on Recall@1."""
-    return {f"best R@1 ({label})": compare(block).set_index("metric").loc["Recall@1", "best"] or "tie"
-            for label, block in test_sets(metrics).items() if len(block) > 1}
+def headline(metrics: dict[str, dict], tables: dict[str, pd.DataFrame]) -> dict:
+    """The study index's figures: per test set with two or more models, who is called best on Recall@1,
+    and each takeaway's verdict."""
+    out = {}
+    for label, block in test_sets(metrics).items():
+        if len(block) > 1:
+            out[f"best R@1 ({label})"] = tables[label].set_index("metric").loc["Recall@1", "best"] or "not called"
+            out.update({f"{t['claim']} ({label})": t["verdict"] for t in takeaways(tables[label], block)})
+    return out
 
 
 def published_figures(benchmark: str) -> list[dict]:
@@ -264,3 +323,75 @@ def deployment_table(metrics: dict[str, dict]) -> pd.DataFrame:
         row["FNIR, largest gallery"] = growth[-1]["fnir@recommended"] if growth else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ design §9.3's takeaways, tested
+ACCURACY = ("Retrieval", "Ranking", "Verification", "Open set", "Clustering", "Triplet")
+ROBUST_TO = ("Gaussian blur", "Gaussian noise", "JPEG compression")
+PHONE_BYTES, PHONE_MS, OVERFIT_GAP = 2_000_000, 5.0, 0.05  # design §1; the gap is ours (no interval yet)
+
+
+def _family(m: dict, name: str) -> str:
+    b = (m.get("backbone") or name).lower()
+    return "mnv3" if "mobilenetv3" in b or "mnv3" in b else "mfn" if "mobilefacenet" in b or "mfn" in b else ""
+
+
+def _who_wins(table: pd.DataFrame, rows: pd.Series, fam: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The rows called for MobileNetV3 and those called for MobileFaceNet."""
+    sub = table[rows]
+    won = {f: [r["metric"] for _, r in sub.iterrows() if r["best"] and fam.get(r["best"]) == f] for f in ("mnv3", "mfn")}
+    return won["mnv3"], won["mfn"]
+
+
+def _claim(claim: str, favoured: list[str], against: list[str], n_rows: int, who: str) -> dict:
+    verdict = "contradicted" if against else "supported" if favoured else "not called"
+    evidence = (f"called for {who} on {len(favoured)} of {n_rows} rows ({', '.join(favoured) or 'none'}); "
+                f"against it on {len(against)} ({', '.join(against) or 'none'})")
+    return {"claim": claim, "verdict": verdict, "evidence": evidence}
+
+
+def takeaways(table: pd.DataFrame, block: dict[str, dict]) -> list[dict]:
+    """Each of design §9.3's conclusions on this test set: supported, contradicted or not called, with
+    the rows and figures behind the verdict (the same rule as every row: `RULE`)."""
+    fam = {n: _family(m, n) for n, m in block.items()}
+    both = {"mnv3", "mfn"} <= set(fam.values())
+    missing = {"verdict": "not called", "evidence": "this test set lacks MobileNetV3 or MobileFaceNet"}
+    out = []
+    acc = table["category"].isin(ACCURACY)
+    mnv3, mfn = _who_wins(table, acc, fam)
+    out.append(_claim("MobileNetV3 is more accurate", mnv3, mfn, int(acc.sum()), "MobileNetV3") if both
+               else {"claim": "MobileNetV3 is more accurate", **missing})
+    rob = table["category"].str.startswith("Robustness") & table["metric"].isin(ROBUST_TO)
+    mnv3, mfn = _who_wins(table, rob, fam)
+    out.append(_claim("MobileFaceNet is more robust to blur, noise and compression", mfn, mnv3, int(rob.sum()),
+                      "MobileFaceNet") if both else {"claim": "MobileFaceNet is more robust", **missing})
+    small = {n: (_get(m, ("efficiency", "params")), _get(m, ("efficiency", "cpu_latency_ms"))) for n, m in block.items()}
+    fits = {n: p is not None and p <= PHONE_BYTES and (ms is None or ms <= PHONE_MS) for n, (p, ms) in small.items()}
+    out.append({"claim": "Both are small enough for phones",
+                "verdict": "supported" if all(fits.values()) else "contradicted",
+                "evidence": "; ".join(f"{n}: {p:,} weights = {p / 1e6:.2f} MB at INT8 (goal 2 MB), {ms:.3g} ms on this "
+                                      f"CPU (goal 5 ms; one timing)" for n, (p, ms) in small.items() if p and ms)})
+    lat = table["metric"] == "CPU latency (ms, batch 1)"
+    mnv3, mfn = _who_wins(table, lat, fam)
+    row = table[lat].iloc[0] if lat.any() else None
+    ratio = ""
+    if both and row is not None:
+        by = {fam[n]: row[n] for n in block if fam[n]}
+        ratio = f"; MobileFaceNet / MobileNetV3 = {by['mfn'] / by['mnv3']:.2f}x" if by.get("mnv3") else ""
+    out.append({**_claim("MobileNetV3 is about 3x faster on the CPU", mnv3, mfn, 1, "MobileNetV3"),
+                "evidence": (f"batch-1 medians {', '.join(f'{n} {row[n]:.3g} ms' for n in block)}, difference "
+                             f"{row['difference'] or '—'} ({row['note'] or 'called'}){ratio}" if row is not None else
+                             "no latency row")} if both else {"claim": "MobileNetV3 is about 3x faster on the CPU", **missing})
+    gaps = {n: _get(m, ("overfitting", "gap")) for n, m in block.items()}
+    out.append({"claim": "Neither overfits", "verdict": "supported" if all(g is not None and g <= OVERFIT_GAP
+                                                                       for g in gaps.values()) else "contradicted",
+                "evidence": "train minus test Recall@1 at the same gallery size: "
+                            + ", ".join(f"{n} {g:+.3f}" for n, g in gaps.items() if g is not None)
+                            + f" (supported at <= {OVERFIT_GAP}; no interval yet)"})
+    return out
+
+
+def takeaways_markdown(rows: list[dict]) -> str:
+    lines = ["**What this test set concludes (design §9.3):**", ""]
+    lines += [f"- **{r['claim']}: {r['verdict']}.** {r['evidence']}." for r in rows]
+    return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from .layout import Layout
 from .models import count_parameters
 from .run import RunDir
 from .runtime import resolve_device
-from .schema import REPEAT_KEYS, SCHEMA, clean_nan
+from .schema import REPEAT_KEYS, SCHEMA, clean_nan, save_samples
 
 PLOTS = ["nearest_neighbors.png", "similarity_distribution.png", "roc_curve.png", "det_curve.png", "cmc_curve.png",
          "robustness.png"]
@@ -50,12 +50,14 @@ def _embeddings(embedder, run: RunDir, out: Path, test, train_idx, tr_sel, size:
     return emb, tr_emb
 
 
-def _robustness(embedder, test, emb: np.ndarray, n: int, seed: int, size: int, kw: dict) -> dict:
-    """Design §6.2 F: the five degradations on about `n` test images (whole identities)."""
+def _robustness(embedder, test, emb: np.ndarray, n: int, seed: int, size: int, kw: dict) -> tuple[dict, dict]:
+    """Design §6.2 F: the five degradations on about `n` test images (whole identities); also each
+    image's similarity drop, for the intervals."""
     sel = metrics.sample_by_identity(test.labels, n, seed)
     images = [data.load_image(test.paths[i]) for i in sel]
     degraded = {name: embed_images(embedder, images, size, prepare=fn, **kw) for name, fn in DEGRADATIONS.items()}
-    return metrics.robustness(emb[sel], degraded, test.labels[sel])
+    drops = {name: 1 - (emb[sel] * d).sum(1) for name, d in degraded.items()}
+    return metrics.robustness(emb[sel], degraded, test.labels[sel]), drops
 
 
 def _efficiency(embedder, run: RunDir, size: int) -> dict:
@@ -141,9 +143,10 @@ def repeat_rows(metrics: dict) -> list[dict]:
 
 
 def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: dict, out: Path, device,
-             progress: bool) -> list[dict]:
-    """Repeat 0's figures (already computed) and those of every further training repeat."""
-    rows = [{"repeat": 0, "seed": params.train_seed(0), **_pick(first)}]
+             progress: bool) -> tuple[list[dict], list[dict]]:
+    """Repeat 0's figures (already computed) and those of every further training repeat, and each further
+    repeat's resample data (for 04_compare's paired comparisons)."""
+    rows, samples = [{"repeat": 0, "seed": params.train_seed(0), **_pick(first)}], []
     for r in range(1, params.repeats(model, species)):
         run = RunDir(Layout(params).run_dir(model, species, r))
         embedder = run.load_embedder(device)
@@ -152,7 +155,8 @@ def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: 
                                 lambda: embed_images(embedder, test.paths, run.config()["image_size"], device=device,
                                                      tta=params.eval.tta, progress=progress))
         rows.append({"repeat": r, "seed": params.train_seed(r), **headline_metrics(emb, test.labels, pairs, params)})
-    return rows
+        samples.append(metrics.build_sample(emb, test.labels, pairs, params.eval.gallery_frac, params.seed))
+    return rows, samples
 
 
 def evaluate_run(params: StudyParams, model: str, species: str, progress: bool = True) -> dict:
@@ -176,19 +180,21 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
     with stages("clustering"):
         clu = metrics.clustering(emb, labels, seed=seed)
     with stages("ranking"):
-        pairs = data.sample_pairs(labels, ev.n_rank_pairs, seed)
+        pairs = metrics.sample_pairs(labels, ev.n_rank_pairs, seed)
         scores = metrics.pair_scores(emb, pairs)
         rank, ver = metrics.pair_ranking(scores, pairs[:, 2]), metrics.best_threshold(scores, pairs[:, 2])
     with stages("triplets"):
-        tri = metrics.triplets(emb, labels, ev.n_triplets, seed)
+        tri_items = metrics.triplet_items(emb, labels, ev.n_triplets, seed)
+        tri = metrics.triplet_figures(tri_items)
     with stages("overfitting"):
         ovf = metrics.overfitting(tr_emb, train_idx.labels[tr_sel], emb, labels, n=ev.n_overfit, seed=seed)
     with stages("robustness"):
-        rob = _robustness(embedder, test, emb, ev.n_robustness, seed, size, kw)
+        rob, drops = _robustness(embedder, test, emb, ev.n_robustness, seed, size, kw)
     with stages("open_set_and_bootstrap"):
         os_scores = metrics.open_set_scores(emb, labels, metrics.open_set_split(labels, seed, ev.gallery_frac))
         opn = metrics.open_set(emb, labels, ev.gallery_frac, seed)
-        ci = metrics.headline_intervals(pq, scores, pairs, labels, os_scores, n=ev.n_bootstrap, seed=seed)
+        sample = metrics.build_sample(emb, labels, pairs, ev.gallery_frac, seed, tri_items, drops, pq, os_scores)
+        ci = metrics.intervals(sample, ev.n_bootstrap, seed)
     with stages("plots"):
         fpr, tpr, _ = metrics.roc(scores, pairs[:, 2])
         cmc = metrics.cmc(pq.ranking.first_rank, 20)
@@ -202,8 +208,10 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
 
     first = {"retrieval": ret, "ranking": rank, "verification": ver, "open_set": opn, "clustering": clu}
     with stages("repeats"):
-        repeats = _repeats(params, model, species, test, pairs, first, out, device, progress)
-    result = {"schema": SCHEMA, "model": model, "species": species, "run_dir": str(run.path),
+        repeats, samples = _repeats(params, model, species, test, pairs, first, out, device, progress)
+        save_samples(out, [sample, *samples])
+    result = {"schema": SCHEMA, "model": model, "backbone": run.config().get("backbone"), "species": species,
+              "run_dir": str(run.path),
                "checkpoint_sha256": file_sha256(run.file("pet_embedder.pt")), "tta": ev.tta,
                "test_fingerprint": data.fingerprint(test.root, test.paths), "kernels": kernels,
                "repeats": repeats, "repeat_stats": repeat_stats(repeats),

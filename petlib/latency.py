@@ -36,3 +36,41 @@ def torch_runner(module):
         with torch.no_grad():
             return module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
     return run
+
+
+def interleaved(runners: dict, x: np.ndarray, rounds: int = 60, warmup: int = 5) -> dict[str, np.ndarray]:
+    """Seconds per call of every runner, timed in one process in turn: round k calls each once, in an
+    order that reverses every round, so drift in the machine's speed falls on all of them alike and
+    round k's timings pair up (what `petlib.metrics.paired.latency_test` resamples)."""
+    names = list(runners)
+    for _ in range(warmup):
+        for n in names:
+            runners[n](x)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for k in range(rounds):
+        for n in names if k % 2 == 0 else names[::-1]:
+            t = time.perf_counter()
+            runners[n](x)
+            out[n].append(time.perf_counter() - t)
+    return {n: np.array(v) for n, v in out.items()}
+
+
+def block_timings(block: dict[str, dict], rounds: int = 60, threads: int = 1) -> dict[str, np.ndarray]:
+    """Batch-1 CPU latency of every model of a comparison block (metrics.json dicts naming their run),
+    interleaved in this process on `threads` torch threads (one phone core by default)."""
+    import torch
+
+    from .run import RunDir
+
+    sizes = {m["efficiency"]["image_size"] for m in block.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"models of one block take different input sizes {sorted(sizes)}: time them apart")
+    size = sizes.pop()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runners = {n: torch_runner(RunDir(m["run_dir"]).load_embedder("cpu")) for n, m in block.items()}
+        x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
+        return interleaved(runners, x, rounds)
+    finally:
+        torch.set_num_threads(before)

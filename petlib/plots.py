@@ -159,8 +159,9 @@ def robustness_bars(rob: dict, title: str = "", path=None):
     return _save(fig, path)
 
 
-def grouped_bars(table, names: list[str], path=None):
-    """One row per category of a comparison block (readable at any number of models), one bar per model."""
+def grouped_bars(table, names: list[str], intervals: dict | None = None, path=None):
+    """One row per category of a comparison block (readable at any number of models), one bar per model,
+    each with its 95% interval as an error bar where `intervals[model][metric]` = (low, high)."""
     cats = [c for c in dict.fromkeys(table["category"]) if c != "Efficiency"]
     fig, axes = plt.subplots(len(cats), 1, figsize=(9, 2.6 * len(cats)), squeeze=False)
     for ax, cat in zip(axes[:, 0], cats):
@@ -168,7 +169,11 @@ def grouped_bars(table, names: list[str], path=None):
         x = np.arange(len(sub))
         w = 0.8 / max(len(names), 1)
         for i, n in enumerate(names):
-            ax.bar(x + i * w - 0.4 + w / 2, sub[n].astype(float), w, label=n)
+            v = sub[n].astype(float).to_numpy()
+            ci = np.array([(intervals or {}).get(n, {}).get(m) or (np.nan, np.nan) for m in sub["metric"]], float)
+            err = np.abs(np.vstack([v - ci[:, 0], ci[:, 1] - v]))
+            ax.bar(x + i * w - 0.4 + w / 2, v, w, label=n, yerr=np.nan_to_num(err), capsize=3,
+                   error_kw={"elinewidth": 1})
         ax.set_xticks(x)
         ax.set_xticklabels(sub["metric"], fontsize=10)
         ax.set_title(cat, fontsize=11, loc="left")

@@ -12,7 +12,8 @@ measurable. Beside them:
   repeats:      one entry per training repeat {repeat, seed, <section>: {key: value}} with the figures
                 whose spec says `per_repeat` (repeat 0 = the run above)
   repeat_stats: "section.key" -> {mean, std (sample, null with one repeat), n} over the repeats
-  ci95:         key -> [low, high] for the figures whose interval is `identities`
+  ci95:         "section.key" -> [low, high] for every figure whose spec has an interval (identities
+                resampled; images for robustness; clustering in metrics.resample.CLUSTER_DRAWS of the draws)
   cmc:          identification rate at ranks 1..20
   curves:       roc {fpr, tpr} thinned to <= 400 points, for overlays in 04_compare
   protocol:     null, or the data set's own protocol (petlib.protocols): petface {verification,
@@ -25,10 +26,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from .io import read_json
 from .metrics import INTERVALS_DOC, MetricSpec, specs
 
-SCHEMA = "petface-metrics/1"
+SCHEMA = "petface-metrics/2"  # 2: ci95 keyed "section.key" for every figure with an interval; resample.npz beside it
 
 # (section, key) of the figures kept for every training repeat, in declaration order.
 REPEAT_KEYS = [(s.section, s.key) for s in specs() if s.per_repeat]
@@ -42,6 +45,31 @@ def load_metrics(eval_dir: str | Path) -> dict:
     if not isinstance(m, dict) or m.get("schema") != SCHEMA:
         raise ValueError(f"{p}: schema {m.get('schema') if isinstance(m, dict) else None!r}, expected {SCHEMA!r}")
     return m
+
+
+def save_samples(eval_dir: Path, samples: list[dict]) -> Path:
+    """Each training repeat's resample data (`metrics.build_sample`) in `resample.npz` beside
+    metrics.json, what 04_compare's paired comparisons read; plain arrays, no pickle."""
+    from .io import atomic_path
+
+    path = Path(eval_dir) / "resample.npz"
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{f"r{r}/{k}": np.asarray(v) for r, s in enumerate(samples) for k, v in s.items()})
+    return path
+
+
+def load_samples(eval_dir: str | Path) -> list[dict] | None:
+    """The resample data of an evaluation, one dict per training repeat; None where it has none (an
+    evaluation written before it existed)."""
+    path = Path(eval_dir) / "resample.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        out: dict[int, dict] = {}
+        for key in z.files:
+            r, name = key.split("/", 1)
+            out.setdefault(int(r[1:]), {})[name] = z[key]
+    return [out[r] for r in sorted(out)]
 
 
 def clean_nan(o):
@@ -77,7 +105,9 @@ def fmt(value, ci=None) -> str:
     """A figure for a table: 4 significant digits (integers whole), its 95% interval in the same cell."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{value:.4g}"
+    whole = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer() \
+        and abs(value) >= 1e4  # counts and bytes (a table column of mixed figures holds them as floats)
+    text = f"{int(value):,}" if whole else f"{value:.4g}"
     if ci and None not in ci:
         text += f" [{ci[0]:.3g}, {ci[1]:.3g}]"
     return text
@@ -88,7 +118,7 @@ def section_rows(metrics: dict, section: str) -> list[dict]:
     interval is computed (03_evaluate's tables)."""
     better = {True: "higher", False: "lower", None: ""}
     ci = metrics.get("ci95") or {}
-    return [{"figure": s.label, "value": fmt(get(metrics, s.path), ci.get(s.key) if s.interval == "identities" else None),
+    return [{"figure": s.label, "value": fmt(get(metrics, s.path), ci.get(s.name)),
              "better": better[s.higher], "interval": INTERVALS_DOC[s.interval]} for s in specs(section)]
 
 

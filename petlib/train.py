@@ -171,7 +171,7 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     sched = torch.optim.lr_scheduler.LambdaLR(opt, [lambda s, r=r: lr_factor(s, total, warm, r) for r in ratios])
     ddp_model = nn.parallel.DistributedDataParallel(model) if rt.world > 1 else model
 
-    pairs = data.make_pairs(val_idx.labels, params.data.n_pairs, seed=params.seed)
+    pairs = metrics.make_pairs(val_idx.labels, params.data.n_pairs, seed=params.seed)
     eval_kw = dict(device=rt.device, channels_last=tp.channels_last, amp_dtype=rt.amp_dtype,
                    num_workers=tp.num_workers)
     config = run_config(params, model_name, species, len(train_idx.identities), fingerprint, repeat)

@@ -15,6 +15,7 @@ BENCH = REPO / "benchmarks"
 RUNS = {
     ("run_all.py",): {"run_all.py", "scale.py", "bench_metrics.py"},
     ("pins_cost.py",): {"pins_cost.py"},
+    ("error_rates.py",): {"error_rates.py"},
     ("gpu_smoke.sh",): {"gpu_smoke.sh", "gpu_smoke.py"},
 }
 

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from petlib import compare
@@ -12,44 +13,110 @@ from petlib.schema import SCHEMA
 def _fake_metrics(r1, ci, eer, params, species="cat", fp="f00d"):
     return {"schema": SCHEMA, "species": species, "test_fingerprint": fp,
             "retrieval": {"recall@1": r1, "recall@5": r1, "mrr": r1, "map@r": r1},
-            "ranking": {"roc_auc": 0.9, "eer": eer, "tar@far=1e-3": None}, "ci95": {"recall@1": ci, "eer": [eer, eer]},
+            "ranking": {"roc_auc": 0.9, "eer": eer, "tar@far=1e-3": None},
+            "ci95": {"retrieval.recall@1": ci, "ranking.eer": [eer, eer]},
             "efficiency": {"params": params, "onnx_bytes": 10, "cpu_latency_ms": 1.0}}
 
 
-def test_compare_bolds_right_direction_and_marks_ties(tmp_path):
+def _samples(noise: float, seed: int, n_ids: int = 60):
+    """One model's resample data on a fixed synthetic test set (identity centres shared by all models)."""
+    from petlib import metrics
+    from petlib.metrics import simulate
+
+    labels = np.repeat(np.arange(n_ids), 4)
+    centres = np.random.default_rng(0).normal(size=(n_ids, 32))
+    emb = simulate.embeddings(centres, labels, noise, np.random.default_rng(seed))
+    return [metrics.build_sample(emb, labels, metrics.sample_pairs(labels, 2000, seed=42), 0.5, 42)]
+
+
+def _metrics_of(samples, params=1_000_000, species="cat", fp="f00d"):
+    """A metrics dict whose figures are the samples' own (as evaluate writes them)."""
+    from petlib import metrics
+
+    m = {"schema": SCHEMA, "species": species, "test_fingerprint": fp,
+         "efficiency": {"params": params, "onnx_bytes": 10, "cpu_latency_ms": 1.0}}
+    for name, v in metrics.model_values(samples).items():
+        section, key = name.split(".", 1)
+        node = m.setdefault(section, {})
+        *head, last = key.split(".")
+        for h in head:
+            node = node.setdefault(h, {})
+        node[last] = v
+    return m
+
+
+def test_exact_rows_latency_and_rows_without_resample_data():
     a = _fake_metrics(0.80, [0.70, 0.90], 0.10, 2_000_000)
     b = _fake_metrics(0.75, [0.72, 0.78], 0.20, 1_000_000)
+    b["efficiency"]["cpu_latency_ms"] = 2.0
     t = compare.compare({"A": a, "B": b}).set_index("metric")
-    assert t.loc["Recall@1", "best"] == "" and t.loc["Recall@1", "note"] == "tie: intervals overlap"
-    assert t.loc["EER", "best"] == "A", "lower EER wins"
-    assert t.loc["Embedder params", "best"] == "B", "fewer parameters win"
-    assert t.loc["Recall@5", "best"] == "" and t.loc["Recall@5", "note"] == "not called: no interval"
+    assert t.loc["Embedder params", "best"] == "B", "fewer parameters win: an exact fact"
+    assert t.loc["CPU latency (ms, batch 1)", "best"] == "" and "one timing" in t.loc["CPU latency (ms, batch 1)", "note"]
+    assert t.loc["Recall@1", "best"] == "" and "no resample data" in t.loc["Recall@1", "note"]
     assert t.loc["TAR@FAR=1e-3", "best"] == ""
-    md = compare.to_markdown(t.reset_index(), ["A", "B"])
-    assert "**0.1000**" in md and "tie: intervals overlap" in md
-    for name, m in {"A": a, "B": b}.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.json").write_text(json.dumps(m))
-    from petlib.cli import main
-    assert main(["compare", f"A:{tmp_path / 'A'}", f"B:{tmp_path / 'B'}", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "comparison.csv").is_file() and (tmp_path / "comparison.md").is_file()
-    assert main(["compare", f"C:{tmp_path / 'none'}"]) == 2
+    md = compare.to_markdown(t.reset_index(), ["A", "B"], {"A": a, "B": b})
+    assert "**1,000,000**" in md and "0.8 [0.7, 0.9]" in md
 
 
-def test_compare_equal_values_share_the_bold():
-    a = _fake_metrics(0.8, None, 0.1, 1_000_000)
-    b = _fake_metrics(0.7, None, 0.2, 1_000_000)
-    c = _fake_metrics(0.6, None, 0.3, 2_000_000)
+def test_equal_exact_values_share_the_bold():
+    a, b, c = (_fake_metrics(0.8, None, 0.1, p) for p in (1_000_000, 1_000_000, 2_000_000))
     t = compare.compare({"A": a, "B": b, "C": c}).set_index("metric")
     assert t.loc["Embedder params", "best"] == "A,B"
-    same = compare.compare({"A": a, "B": _fake_metrics(0.8, None, 0.1, 1_000_000)}).set_index("metric")
+    same = compare.compare({"A": a, "B": b}).set_index("metric")
     assert same.loc["Embedder params", "best"] == "" and same.loc["Embedder params", "note"] == "tie: equal values"
-    md = compare.to_markdown(t.reset_index(), ["A", "B", "C"])
-    assert md.count("**1,000,000**") == 2
+
+
+def test_paired_rule_calls_a_real_difference_and_never_identical_models():
+    good, bad = _samples(0.8, 1), _samples(1.6, 2)
+    metrics = {"good": _metrics_of(good), "bad": _metrics_of(bad)}
+    t = compare.compare(metrics, {"good": good, "bad": bad}, n_boot=100).set_index("metric")
+    assert t.loc["Recall@1", "best"] == "good" and t.loc["ROC-AUC", "best"] == "good"
+    assert t.loc["EER", "best"] == "good", "lower EER wins"
+    lo, hi = (float(x) for x in t.loc["Recall@1", "difference"].split("[")[1].rstrip("]").split(","))
+    assert 0 < lo < hi, "the leader's adjusted interval lies above zero"
+    same = {"a": _metrics_of(good), "b": _metrics_of(good)}
+    t = compare.compare(same, {"a": good, "b": good}, n_boot=50)
+    assert not t[t["category"] != "Efficiency"]["best"].any(), "identical models are called on no row"
+
+
+def test_latency_is_compared_from_interleaved_timings():
+    from petlib.latency import interleaved
+
+    calls = []
+    got = interleaved({"a": lambda x: calls.append("a"), "b": lambda x: calls.append("b")}, np.zeros(1), rounds=4,
+                      warmup=1)
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"], "warm-up, then the order reverses"
+    assert {k: len(v) for k, v in got.items()} == {"a": 4, "b": 4}
+    a, b = _fake_metrics(0.8, None, 0.1, 1), _fake_metrics(0.7, None, 0.2, 1)
+    rng = np.random.default_rng(0)
+    fast, slow = 0.004 + 0.0002 * rng.random(60), 0.006 + 0.0002 * rng.random(60)
+    t = compare.compare({"A": a, "B": b}, timings={"A": fast, "B": slow}).set_index("metric")
+    row = t.loc["CPU latency (ms, batch 1)"]
+    assert row["best"] == "A" and row["A"] == pytest.approx(np.median(fast) * 1000)
+    t = compare.compare({"A": a, "B": b}, timings={"A": fast, "B": fast.copy()}).set_index("metric")
+    assert t.loc["CPU latency (ms, batch 1)", "best"] == ""
+
+
+def test_holm_steps_down_by_p_and_stops_at_the_first_failure():
+    from petlib.metrics import holm
+
+    rng = np.random.default_rng(0)
+    draws = np.column_stack([rng.normal(1.0, 0.1, 400), rng.normal(0.0, 1.0, 400), rng.normal(0.5, 0.1, 400)])
+    by = {r.name: r for r in holm(["clear", "noise", "modest"], {"clear": 1.0, "noise": 0.0, "modest": 0.5}, draws)}
+    assert by["clear"].called and by["modest"].called and not by["noise"].called
+    assert sorted([by["clear"].level, by["modest"].level]) == pytest.approx([1 - 0.05 / 2, 1 - 0.05 / 3])
+    assert by["noise"].level == pytest.approx(0.95), "the last step is at the unadjusted level"
+    # the second row's own interval excludes zero, but the step before it failed: not called
+    weak = rng.normal(0.05, 0.5, 400)
+    strong_after = rng.normal(0.3, 0.1, 400)
+    rows = holm(["weak", "after"], {"weak": 0.05, "after": 0.3}, np.column_stack([weak, strong_after]))
+    assert [r.called for r in rows] == [False, True], "the strong row is first in p order: it is tested first"
+    rows = holm(["w1", "w2"], {"w1": 0.05, "w2": 0.05}, np.column_stack([weak, weak]))
+    assert [r.called for r in rows] == [False, False]
 
 
 def test_models_are_ranked_only_within_one_test_set(tmp_path):
-    cat_a, cat_b = _fake_metrics(0.8, [0.78, 0.82], 0.1, 1), _fake_metrics(0.5, [0.45, 0.55], 0.3, 1)
+    cat_a, cat_b = _fake_metrics(0.8, [0.78, 0.82], 0.1, 1), _fake_metrics(0.5, [0.45, 0.55], 0.3, 2)
     dog = _fake_metrics(0.9, [0.88, 0.92], 0.05, 1, species="dog", fp="beef")
     metrics = {"A-cat": cat_a, "B-cat": cat_b, "A-dog": dog}
     blocks = compare.test_sets(metrics)
@@ -58,28 +125,50 @@ def test_models_are_ranked_only_within_one_test_set(tmp_path):
         compare.compare(metrics)
     same_species_other_split = _fake_metrics(0.9, [0.88, 0.92], 0.05, 1, fp="cafe")
     assert len(compare.test_sets({"A": cat_a, "B": same_species_other_split})) == 2
-    md = compare.report_markdown(metrics)
+    tables = compare.ranked_blocks(metrics)
+    md = compare.report_markdown(metrics, tables)
     block_cat, rest = md.split("## dog test set")
-    assert "**0.8000" in block_cat  # A-cat beats B-cat on its own test set
+    assert "**1**" in block_cat  # A-cat has fewer parameters on its own test set
     across = rest.split("## Across test sets")[1]
-    assert "0.9000" in across and "**" not in across, "across test sets nothing is bold"
-    assert compare.headline(metrics) == {"best R@1 (cat test set f00d)": "A-cat"}
+    assert "0.9" in across and "**" not in across, "across test sets nothing is bold"
+    head = compare.headline(metrics, tables)
+    assert head["best R@1 (cat test set f00d)"] == "not called"
+    assert head["MobileNetV3 is more accurate (cat test set f00d)"] == "not called"
 
 
-def test_a_difference_within_the_training_spread_is_a_tie():
-    a, b = _fake_metrics(0.80, [0.78, 0.82], 0.1, 1), _fake_metrics(0.75, [0.73, 0.76], 0.2, 1)
-    assert compare.compare({"A": a, "B": b}).set_index("metric").loc["Recall@1", "best"] == "A"
-    # 3 seeds of A spread R@1 by sd 0.03: a 0.05 difference is within 2 sd, so it is not called
-    a["repeat_stats"] = {"retrieval.recall@1": {"mean": 0.79, "std": 0.03, "n": 3}}
-    t = compare.compare({"A": a, "B": b}).set_index("metric")
-    assert t.loc["Recall@1", "best"] == "" and t.loc["Recall@1", "note"] == "tie: within training spread"
-    a["repeat_stats"]["retrieval.recall@1"]["std"] = 0.02  # 0.05 > 2 x 0.02: called
-    assert compare.compare({"A": a, "B": b}).set_index("metric").loc["Recall@1", "best"] == "A"
-    assert "0.020 sd (3 seeds)" in compare.to_markdown(compare.compare({"A": a, "B": b}), ["A", "B"], {"A": a, "B": b})
-    assert "sd of Recall@1" not in compare.training_variance_note({"B": b})
-    assert "not measured" in compare.training_variance_note({"B": b})
-    assert "A: 0.0200 over 3 repeats" in compare.training_variance_note({"A": a, "B": b})
-    assert "Elsewhere in this study, on another test set: A: 0.0200" in compare.training_variance_note({"B": b}, {"A": a})
+def test_cli_compares_evaluation_folders_with_their_resample_data(tmp_path):
+    from petlib.cli import main
+    from petlib.schema import save_samples
+
+    for name, s in (("A", _samples(0.8, 1)), ("B", _samples(1.6, 2))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(_metrics_of(s)))
+        save_samples(tmp_path / name, s)
+    assert main(["compare", f"A:{tmp_path / 'A'}", f"B:{tmp_path / 'B'}", "--out", str(tmp_path)]) == 0
+    rows = [line.split(",") for line in (tmp_path / "comparison.csv").read_text().splitlines()]
+    r1 = [r for r in rows if "Recall@1" in r]
+    assert {r[3]: r[5] for r in r1} == {"A": "True", "B": "False"}, r1
+    assert "Holm-adjusted" in (tmp_path / "comparison.md").read_text()
+    assert main(["compare", f"C:{tmp_path / 'none'}"]) == 2
+
+
+def test_takeaways_follow_the_called_rows():
+    good, bad = _samples(0.8, 1), _samples(1.6, 2)
+    mn, mf = _metrics_of(good, params=1_600_000), _metrics_of(bad, params=1_000_000)
+    mn["backbone"], mf["backbone"] = "mobilenetv3_small_100", "mobilefacenet"
+    mn["overfitting"], mf["overfitting"] = {"gap": 0.01}, {"gap": 0.2}
+    block = {"mnv3": mn, "mfn": mf}
+    t = compare.compare(block, {"mnv3": good, "mfn": bad}, n_boot=60)
+    v = {r["claim"]: r for r in compare.takeaways(t, block)}
+    assert v["MobileNetV3 is more accurate"]["verdict"] == "supported"
+    assert v["MobileFaceNet is more robust to blur, noise and compression"]["verdict"] == "not called"
+    assert v["Both are small enough for phones"]["verdict"] == "supported"
+    assert v["Neither overfits"]["verdict"] == "contradicted" and "mfn +0.200" in v["Neither overfits"]["evidence"]
+    swapped = {"mnv3": _metrics_of(bad, params=1_600_000), "mfn": _metrics_of(good)}
+    swapped["mnv3"]["backbone"], swapped["mfn"]["backbone"] = "mobilenetv3_small_100", "mobilefacenet"
+    t2 = compare.compare(swapped, {"mnv3": bad, "mfn": good}, n_boot=60)
+    assert {r["claim"]: r["verdict"] for r in compare.takeaways(t2, swapped)}["MobileNetV3 is more accurate"] == \
+        "contradicted"
 
 
 def test_repeat_stats_by_hand():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from petlib import data
+from petlib import data, metrics
 from petlib.data import DataError, ImageDecodeError
 
 
@@ -220,20 +220,20 @@ def test_uint8_loader_then_batch_normalisation_equals_per_image_normalize(tiny_s
 # ------------------------------------------------------------------ pairs and datasets
 def test_pairs_deterministic_and_valid():
     labels = np.repeat(np.arange(50), 4)
-    a = data.make_pairs(labels, 100, seed=5)
-    b = data.make_pairs(labels, 100, seed=5)
+    a = metrics.make_pairs(labels, 100, seed=5)
+    b = metrics.make_pairs(labels, 100, seed=5)
     assert (a == b).all()
     pos, neg = a[a[:, 2] == 1], a[a[:, 2] == 0]
     assert len(pos) == 100 and len(neg) == 100
     assert (labels[pos[:, 0]] == labels[pos[:, 1]]).all() and (pos[:, 0] != pos[:, 1]).all()
     assert (labels[neg[:, 0]] != labels[neg[:, 1]]).all()
     assert len({tuple(r) for r in neg[:, :2]}) == 100 and len({tuple(r) for r in pos[:, :2]}) == 100
-    assert not (data.make_pairs(labels, 100, seed=6) == a).all()
+    assert not (metrics.make_pairs(labels, 100, seed=6) == a).all()
 
 
 def test_pairs_stay_balanced_when_positives_are_scarce():
     labels = np.array([0, 0, 1, 1, 2])
-    p = data.make_pairs(labels, 2500)
+    p = metrics.make_pairs(labels, 2500)
     assert (p[:, 2] == 1).sum() == 2 and (p[:, 2] == 0).sum() == 2
 
 

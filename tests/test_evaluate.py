@@ -30,8 +30,15 @@ def test_evaluate_run_writes_every_number_and_plot(trained):
                           "triplets": ["violation_rate", "avg_margin"],
                           "overfitting": ["train_recall@1", "test_recall@1", "gap"],
                           "open_set": ["rank1_identification", "dir@far=1e-2", "dir@far=1e-3"],
-                          "ci95": ["recall@1", "mrr", "roc_auc", "eer", "tar@far=1e-3", "dir@far=1e-2"]}.items():
+                          }.items():
         assert set(keys) <= set(saved[section]), section
+    with_interval = {s.name for s in metrics.specs() if s.interval in ("identities", "clusters", "images")}
+    assert set(saved["ci95"]) == with_interval, "every figure whose spec has an interval has one"
+    ci = saved["ci95"]["retrieval.recall@1"]
+    assert ci[0] <= saved["retrieval"]["recall@1"] <= ci[1]
+    samples = schema.load_samples(out)
+    assert len(samples) == 1 and metrics.model_values(samples)["retrieval.recall@1"] == \
+        pytest.approx(saved["retrieval"]["recall@1"]), "resample.npz reproduces the figures"
     assert set(embed.DEGRADATIONS) <= set(saved["robustness"])
     assert saved["ranking"]["tar@far=1e-4"] is None, "2,000 pairs cannot measure FAR 1e-4: null, not 0"
     assert 0 <= saved["retrieval"]["recall@1"] <= 1 and len(saved["cmc"]) == 20

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score
 
-from petlib import data, metrics
+from petlib import metrics
 
 
 def _emb(n_ids=25, per=(1, 5), dim=16, noise=0.7, seed=0):
@@ -215,7 +215,7 @@ def test_robustness_drops():
 
 def test_sample_pairs_balanced():
     _, labels = _emb(30)
-    p = data.sample_pairs(labels, 1000, seed=1)
+    p = metrics.sample_pairs(labels, 1000, seed=1)
     pos, neg = p[p[:, 2] == 1], p[p[:, 2] == 0]
     assert len(pos) == len(neg) == 500
     assert (labels[pos[:, 0]] == labels[pos[:, 1]]).all() and (pos[:, 0] != pos[:, 1]).all()
@@ -226,14 +226,43 @@ def test_bootstrap_intervals_contain_the_estimate():
     emb, labels = _emb(40, per=(3, 6), noise=0.8)
     q = metrics.leave_one_out(emb, labels)
     r = metrics.retrieval_figures(q)
-    pairs = data.sample_pairs(labels, 2000)
+    pairs = metrics.sample_pairs(labels, 2000)
     scores = (emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1)
     os_ = metrics.open_set_scores(emb, labels, metrics.open_set_split(labels, 42))
-    ci = metrics.headline_intervals(q, scores, pairs, labels, os_, n=100)
-    assert ci["recall@1"][0] <= r["recall@1"] <= ci["recall@1"][1]
-    assert ci["recall@1"][1] - ci["recall@1"][0] > 0
+    sample = metrics.build_sample(emb, labels, pairs, 0.5, 42, queries=q, open_scores=os_)
+    ci = metrics.intervals(sample, 100, 0)
+    assert ci["retrieval.recall@1"][0] <= r["recall@1"] <= ci["retrieval.recall@1"][1]
+    assert ci["retrieval.recall@1"][1] - ci["retrieval.recall@1"][0] > 0
     auc = metrics.pair_ranking(scores, pairs[:, 2])["roc_auc"]
-    assert ci["roc_auc"][0] <= auc <= ci["roc_auc"][1]
+    assert ci["ranking.roc_auc"][0] <= auc <= ci["ranking.roc_auc"][1]
+    assert ci["clustering.nmi"][0] <= metrics.clustering(emb, labels)["nmi"] <= ci["clustering.nmi"][1] + 0.05
+
+
+def test_resampled_figures_of_the_whole_sample_are_the_figures():
+    """figures(sample, every identity once) equals each metric function on the same data: one code path
+    for the point estimate and for its intervals and paired differences."""
+    emb, labels = _emb(30, per=(2, 5), noise=0.8, seed=4)
+    pairs = metrics.sample_pairs(labels, 1000, seed=3)
+    tri = metrics.triplet_items(emb, labels, 500, 1)
+    sample = metrics.build_sample(emb, labels, pairs, 0.5, 7, triplets=tri, robustness={"brightness": np.ones(9)})
+    got = metrics.figures(sample, np.ones(30, np.int64))
+    scores = metrics.pair_scores(emb, pairs)
+    want = {**{f"retrieval.{k}": v for k, v in metrics.retrieval(emb, labels).items()},
+            **{f"ranking.{k}": v for k, v in metrics.pair_ranking(scores, pairs[:, 2]).items()},
+            **{f"verification.{k}": v for k, v in metrics.best_threshold(scores, pairs[:, 2]).items()},
+            **{f"open_set.{k}": v for k, v in metrics.open_set(emb, labels, 0.5, 7).items()},
+            **{f"clustering.{k}": v for k, v in metrics.clustering(emb, labels, seed=7).items()},
+            **{f"triplets.{k}": v for k, v in metrics.triplet_figures(tri).items()},
+            "robustness.brightness.sim_drop": 1.0}
+    for k, v in got.items():
+        assert v == pytest.approx(want[k], nan_ok=True), k
+    resampled = {s.name for s in metrics.specs() if s.interval in ("identities", "clusters", "images")}
+    assert set(got) - {"robustness.brightness.sim_drop"} <= resampled
+    counts = np.zeros(30, np.int64)
+    counts[:10] = 2
+    twice = metrics.figures(sample, counts)
+    in_draw = np.isin(sample["q_group"], np.arange(10))
+    assert twice["retrieval.recall@1"] == pytest.approx(sample["q_hit1"][in_draw].mean())
 
 
 def test_threshold_sweep_hand_computed():

@@ -7,7 +7,6 @@ import pytest
 
 from petlib import compare, metrics, schema
 from petlib.constants import DEGRADATIONS
-from petlib.data import sample_pairs
 from petlib.metrics.spec import SECTION_ORDER, declare
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -19,7 +18,7 @@ def _figures() -> dict:
     labels = np.repeat(np.arange(30), 4)
     emb = rng.normal(size=(30, 16))[labels] + 0.8 * rng.normal(size=(120, 16))
     emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
-    pairs = sample_pairs(labels, 400, seed=0)
+    pairs = metrics.sample_pairs(labels, 400, seed=0)
     scores = metrics.pair_scores(emb, pairs)
     return {"retrieval": metrics.retrieval(emb, labels), "ranking": metrics.pair_ranking(scores, pairs[:, 2]),
             "verification": metrics.best_threshold(scores, pairs[:, 2]), "open_set": metrics.open_set(emb, labels),
@@ -36,10 +35,22 @@ def test_specs_and_metric_functions_agree_key_for_key():
     assert declared - got == set(), "a spec without a figure"
 
 
+def _resampled_names() -> set[str]:
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(20), 4)
+    emb = rng.normal(size=(20, 16))[labels] + 0.8 * rng.normal(size=(80, 16))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    pairs = metrics.sample_pairs(labels, 400, seed=0)
+    sample = metrics.build_sample(emb, labels, pairs, 0.5, 0, metrics.triplet_items(emb, labels, 100, 0),
+                                  {d: np.zeros(10) for d in DEGRADATIONS})
+    return set(metrics.figures(sample, np.ones(20, np.int64)))
+
+
 def test_the_derived_lists_come_from_the_specs():
     ids = {s.name: s for s in metrics.specs()}
     assert schema.REPEAT_KEYS == [(s.section, s.key) for s in metrics.specs() if s.per_repeat]
-    assert set(metrics.INTERVAL_KEYS) == {s.key for s in ids.values() if s.interval == "identities"}
+    assert {k for k, s in ids.items() if s.interval in compare.RESAMPLED} == {
+        k for k in _resampled_names()}, "every figure whose spec has an interval is recomputed under resampling"
     assert [r[1] for r in compare.ROWS] == [s.label for s in metrics.specs() if s.category]
     assert [s.section for s in metrics.specs()] == sorted((s.section for s in metrics.specs()),
                                                           key=SECTION_ORDER.index)

@@ -2,7 +2,6 @@
 splits, transforms and pairs. One module per concern; this package re-exports what the rest of petlib uses."""
 from ..constants import SPLITS
 from .decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, DataError, ImageDecodeError, decode_verified, load_image
-from .pairs import make_pairs, sample_pairs
 from .prepare import (PreparedData, data_root, list_source, load_protocol, load_split, load_splits,
                       lookalike_families, prepare_species, split_table)
 from .scan import dataset_stats, index_candidates, list_identity_folders, scan_identities, skipped_summary
@@ -14,7 +13,7 @@ from .types import IdentityIndex, Listing, fingerprint
 
 __all__ = [
     "SPLITS", "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "DataError", "ImageDecodeError", "decode_verified",
-    "load_image", "make_pairs", "sample_pairs", "PreparedData", "data_root", "list_source", "load_protocol",
+    "load_image", "PreparedData", "data_root", "list_source", "load_protocol",
     "load_split", "load_splits", "lookalike_families", "prepare_species", "split_table", "dataset_stats",
     "index_candidates", "list_identity_folders", "scan_identities", "skipped_summary", "SOURCES", "Source",
     "by_identity", "identity_splits", "read_manifest", "sample_identities", "split_identities", "write_manifest",

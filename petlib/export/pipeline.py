@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, reproducible
+from .. import data, metrics, reproducible
 from ..embed import preprocess_images
 from ..io import atomic_write_json
 from ..latency import torch_runner
@@ -132,7 +132,7 @@ def validation_set(embedder, val, size: int, params) -> TestSet:
     counts = np.bincount(val.labels, minlength=len(val.identities))[order]
     keep = order[:max(1, int(np.searchsorted(np.cumsum(counts), VALIDATION_IMAGES, side="right")))]
     sub = val.subset([val.identities[i] for i in sorted(keep)])
-    pairs = data.sample_pairs(sub.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
+    pairs = metrics.sample_pairs(sub.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
     return make_test_set(embedder, preprocess_images(sub.paths, size), sub.labels, pairs)
 
 
@@ -160,7 +160,7 @@ def export_run(params, model: str, species: str, formats: list[str] | None = Non
     size = cfg["image_size"]
     splits = data.load_splits(params, species)
     test, val = splits["test"], splits["val"]
-    pairs = data.sample_pairs(test.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
+    pairs = metrics.sample_pairs(test.labels, min(params.eval.n_rank_pairs, 20000), params.seed)
     ts = make_test_set(embedder, preprocess_images(test.paths, size), test.labels, pairs)
     int8_wanted = any(f.id == "onnx_int8" for f in fmts)  # its inputs cost a pass over validation
     ctx = ConvertContext(run, embedder, run.deploy_metadata(),

@@ -5,10 +5,11 @@ import numpy as np
 
 from .spec import count, declare
 
-declare("clustering", "nmi", "NMI", per_repeat=True, category="Clustering", doc="normalised mutual information")
-declare("clustering", "purity", "Purity", per_repeat=True, category="Clustering",
+declare("clustering", "nmi", "NMI", interval="clusters", per_repeat=True, category="Clustering",
+        doc="normalised mutual information")
+declare("clustering", "purity", "Purity", interval="clusters", per_repeat=True, category="Clustering",
         doc="share of images in their cluster's majority identity")
-declare("clustering", "ari", "ARI", doc="adjusted Rand index")
+declare("clustering", "ari", "ARI", interval="clusters", doc="adjusted Rand index")
 count("clustering", "k", "clusters = identities")
 
 

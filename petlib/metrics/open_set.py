@@ -15,8 +15,8 @@ from .verification import accepted, threshold_over
 
 declare("open_set", f"dir@far={far_key(1e-2)}", "DIR@FAR=1e-2", interval="identities", per_repeat=True,
         category="Open set", doc="mated probes identified and above the threshold at which 1% of non-mated alarm")
-declare("open_set", "rank1_identification", "Rank-1 identification", per_repeat=True)
-declare("open_set", f"dir@far={far_key(1e-3)}", "DIR@FAR=1e-3")
+declare("open_set", "rank1_identification", "Rank-1 identification", interval="identities", per_repeat=True)
+declare("open_set", f"dir@far={far_key(1e-3)}", "DIR@FAR=1e-3", interval="identities")
 count("open_set", "n_gallery")
 count("open_set", "n_mated")
 count("open_set", "n_nonmated")

@@ -12,13 +12,13 @@ from .spec import count, declare
 
 declare("retrieval", "recall@1", "Recall@1", interval="identities", per_repeat=True, category="Retrieval",
         doc="the nearest other image is of the same identity")
-declare("retrieval", "recall@5", "Recall@5", per_repeat=True, category="Retrieval")
+declare("retrieval", "recall@5", "Recall@5", interval="identities", per_repeat=True, category="Retrieval")
 declare("retrieval", "mrr", "MRR", interval="identities", per_repeat=True, category="Retrieval",
         doc="mean reciprocal rank of the first relevant image")
-declare("retrieval", "map@r", "mAP@R", per_repeat=True, category="Retrieval",
+declare("retrieval", "map@r", "mAP@R", interval="identities", per_repeat=True, category="Retrieval",
         doc="average precision at R = the query's relevant images")
-declare("retrieval", "recall@10", "Recall@10")
-declare("retrieval", "ndcg@10", "NDCG@10")
+declare("retrieval", "recall@10", "Recall@10", interval="identities")
+declare("retrieval", "ndcg@10", "NDCG@10", interval="identities")
 count("retrieval", "n_queries", "images with another image of their identity")
 count("retrieval", "n_excluded", "images without one (no relevant item: not queried)")
 declare("overfitting", "train_recall@1", "Recall@1 on train", doc="on about n images of whole train identities")

@@ -12,7 +12,7 @@ from .spec import declare
 
 declare("robustness", "clean_recall@1", "clean Recall@1", doc="the clean sample queried against itself")
 for _name, _label in DEGRADATIONS.items():
-    declare("robustness", f"{_name}.sim_drop", _label, higher=False, category="Robustness (sim drop)",
+    declare("robustness", f"{_name}.sim_drop", _label, higher=False, interval="images", category="Robustness (sim drop)",
             doc="mean 1 - cos(clean, degraded)")
 for _name, _label in DEGRADATIONS.items():
     declare("robustness", f"{_name}.recall@1", f"{_label}: Recall@1")

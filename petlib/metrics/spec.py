@@ -12,6 +12,8 @@ from dataclasses import dataclass
 # How a figure's 95% interval is computed (the `interval` of a spec).
 INTERVALS_DOC = {
     "identities": "bootstrap over test identities (metrics.json `ci95`)",
+    "clusters": "bootstrap over test identities, k-means on the identities a draw holds, each once (`ci95`)",
+    "images": "bootstrap over the degraded test images (`ci95`)",
     "none": "no interval yet",
     "exact": "a measured fact (a count, a size): no sampling error",
     "timing": "repeated timings on this machine (the median; no interval stored yet)",

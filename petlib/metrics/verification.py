@@ -19,17 +19,18 @@ declare("ranking", "eer", "EER", higher=False, interval="identities", per_repeat
         doc="equal error rate, interpolated on the ROC")
 declare("ranking", f"tar@far={far_key(1e-3)}", "TAR@FAR=1e-3", interval="identities", per_repeat=True,
         category="Ranking", doc="NaN = too few negatives to measure that FAR")
-declare("ranking", f"tar@far={far_key(1e-2)}", "TAR@FAR=1e-2")
-declare("ranking", f"tar@far={far_key(1e-4)}", "TAR@FAR=1e-4")
-declare("ranking", "spearman", "Spearman (score vs same)")
+declare("ranking", f"tar@far={far_key(1e-2)}", "TAR@FAR=1e-2", interval="identities")
+declare("ranking", f"tar@far={far_key(1e-4)}", "TAR@FAR=1e-4", interval="identities")
+declare("ranking", "spearman", "Spearman (score vs same)", interval="identities")
 count("ranking", "n_pos", "balanced sampled pairs: n_rank_pairs / 2 of each class")
 count("ranking", "n_neg")
-declare("verification", "accuracy", "Accuracy (best threshold)", per_repeat=True, category="Verification",
+declare("verification", "accuracy", "Accuracy (best threshold)", interval="identities", per_repeat=True,
+        category="Verification",
         doc="at the best threshold of the sweep -0.5..1.0 (design §3.5), on the ranking's pairs")
 declare("verification", "threshold", "best threshold", higher=None)
-declare("verification", "precision", "precision")
-declare("verification", "recall", "recall")
-declare("verification", "f1", "F1")
+declare("verification", "precision", "precision", interval="identities")
+declare("verification", "recall", "recall", interval="identities")
+declare("verification", "f1", "F1", interval="identities")
 
 
 def pair_scores(emb: np.ndarray, pairs: np.ndarray) -> np.ndarray:

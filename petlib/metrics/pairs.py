@@ -1,4 +1,5 @@
-"""Verification pairs drawn from a split's labels (design §3.5)."""
+"""Verification pairs drawn from a split's labels (design §3.5): the validation pairs (`make_pairs`) and
+the test split's ranking pairs (`sample_pairs`); why the two rules differ is in `sample_pairs`."""
 from __future__ import annotations
 
 import numpy as np

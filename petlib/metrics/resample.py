@@ -1,0 +1,120 @@
+"""What an evaluation keeps so that its figures can be recomputed on resampled test identities: per-item
+values (queries, pairs, probes, triplets, degraded images) with the identity each item belongs to.
+
+`build_sample` makes it from one embedding of the test split; `figures(sample, counts)` recomputes the
+figures with identity g drawn `counts[g]` times (an item counts as often as its identity), so that the
+interval of every figure (`intervals`) and the paired difference of two models on the same draws
+(`petlib.metrics.paired`) come from one code path. Clustering is recomputed on the identities a draw
+holds, each once (k-means on duplicated points is not a clustering of more pets); robustness resamples
+the degraded images themselves.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..constants import DEGRADATIONS, far_key
+from .bootstrap import bootstrap, interval, repeat_by
+from .clustering import clustering
+from .open_set import dir_at_far, open_set_scores, open_set_split
+from .retrieval import leave_one_out, ndcg_at
+from .verification import best_threshold, pair_ranking, pair_scores
+
+
+CLUSTER_DRAWS = 50  # bootstrap draws that recompute clustering (a k-means costs 20x all the other figures)
+
+
+def _group(uniq: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.searchsorted(uniq, labels).astype(np.int64)
+
+
+def build_sample(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, gallery_frac: float, seed: int,
+                 triplets: dict | None = None, robustness: dict | None = None, queries=None,
+                 open_scores: dict | None = None) -> dict[str, np.ndarray]:
+    """Per-item arrays of one embedding of the test split. `triplets`: {label, sp, sn} of the triplet
+    check; `robustness`: {name: per-image similarity drop} of the degraded images; `queries` and
+    `open_scores`: the leave-one-out ranking and open-set scores where they are computed already."""
+    labels = np.asarray(labels)
+    uniq = np.unique(labels)
+    q = queries if queries is not None else leave_one_out(emb, labels)
+    r = q.ranking
+    os_ = open_scores if open_scores is not None else open_set_scores(emb, labels,
+                                                                      open_set_split(labels, seed, gallery_frac))
+    s = {"uniq": uniq, "emb": np.asarray(emb, np.float32), "labels": labels, "seed": np.int64(seed),
+         "q_group": _group(uniq, q.label), "q_hit1": q.hit1, "q_hit5": r.topk_rel[:, :5].any(1).astype(float),
+         "q_hit10": r.topk_rel[:, :10].any(1).astype(float), "q_rr": q.rr, "q_apr": r.ap_r,
+         "q_ndcg": ndcg_at(r.topk_rel, r.n_rel, 10),
+         "p_group": _group(uniq, labels[pairs[:, 0]]), "p_same": pairs[:, 2].astype(bool),
+         "p_score": np.asarray(pair_scores(emb, pairs), np.float64)}
+    for kind in ("mated", "nonmated"):
+        s[f"o{kind[0]}_group"] = _group(uniq, os_[kind]["label"])
+        s[f"o{kind[0]}_score"] = np.asarray(os_[kind]["score"], np.float64)
+        s[f"o{kind[0]}_correct"] = np.asarray(os_[kind]["correct"], bool)
+    if triplets is not None:
+        s.update(t_group=_group(uniq, triplets["label"]), t_sp=triplets["sp"], t_sn=triplets["sn"])
+    for name, drop in (robustness or {}).items():
+        s[f"rb_{name}"] = np.asarray(drop, np.float64)
+    return s
+
+
+def _mean(values: np.ndarray, w: np.ndarray) -> float:
+    return float((values * w).sum() / w.sum()) if w.sum() else math.nan
+
+
+def figures(s: dict, counts: np.ndarray, image_counts: np.ndarray | None = None,
+            clusters: bool = True) -> dict[str, float]:
+    """The figures of a sample with identity g drawn counts[g] times (all ones: the sample itself);
+    `clusters=False` leaves out clustering, which costs 20x all the others together."""
+    out: dict[str, float] = {}
+    wq = counts[s["q_group"]]
+    for key, col in (("recall@1", "q_hit1"), ("recall@5", "q_hit5"), ("recall@10", "q_hit10"), ("mrr", "q_rr"),
+                     ("map@r", "q_apr"), ("ndcg@10", "q_ndcg")):
+        out[f"retrieval.{key}"] = _mean(s[col], wq)
+    rep = repeat_by(counts, s["p_group"])
+    y, sc = s["p_same"][rep], s["p_score"][rep]
+    if y.any() and (~y).any():
+        rank = pair_ranking(sc, y)
+        out.update({f"ranking.{k}": rank[k] for k in ("roc_auc", "eer", "spearman")})
+        out.update({f"ranking.{k}": v for k, v in rank.items() if k.startswith("tar@")})
+        ver = best_threshold(sc, y)
+        out.update({f"verification.{k}": ver[k] for k in ("accuracy", "precision", "recall", "f1")})
+    mi, ni = repeat_by(counts, s["om_group"]), repeat_by(counts, s["on_group"])
+    out["open_set.rank1_identification"] = float(s["om_correct"][mi].mean()) if len(mi) else math.nan
+    for far in (1e-2, 1e-3):
+        out[f"open_set.dir@far={far_key(far)}"] = dir_at_far(s["om_score"][mi], s["om_correct"][mi],
+                                                              s["on_score"][ni], far)
+    if "t_group" in s:
+        wt = counts[s["t_group"]]
+        out["triplets.violation_rate"] = _mean((s["t_sn"] >= s["t_sp"]).astype(float), wt)
+        out["triplets.avg_margin"] = _mean(s["t_sp"] - s["t_sn"], wt)
+    held = np.isin(s["labels"], s["uniq"][counts > 0])
+    if clusters and held.sum() > 1 and len(np.unique(s["labels"][held])) > 1:
+        clu = clustering(s["emb"][held], s["labels"][held], seed=int(s["seed"]))
+        out.update({f"clustering.{k}": clu[k] for k in ("nmi", "ari", "purity")})
+    for name in DEGRADATIONS:
+        if f"rb_{name}" in s:
+            w = np.ones(len(s[f"rb_{name}"])) if image_counts is None else image_counts
+            out[f"robustness.{name}.sim_drop"] = _mean(s[f"rb_{name}"], w)
+    return out
+
+
+def n_images(s: dict) -> int:
+    """The degraded images of a sample (robustness resamples these, not identities)."""
+    return next((len(v) for k, v in s.items() if k.startswith("rb_")), 0)
+
+
+def intervals(s: dict, n: int, seed, level: float = 0.95, cluster_draws: int = CLUSTER_DRAWS) -> dict[str, list[float]]:
+    """95% interval of every figure `figures` computes, identities (and degraded images) resampled;
+    clustering in the first `cluster_draws` draws only (a k-means each)."""
+    names = sorted(figures(s, np.ones(len(s["uniq"]), np.int64)))
+    sizes = [len(s["uniq"])] + ([n_images(s)] if n_images(s) else [])
+    drawn = [0]
+
+    def stat(c, ci=None):
+        f = figures(s, c, ci, clusters=drawn[0] < cluster_draws)
+        drawn[0] += 1
+        return [f.get(k, math.nan) for k in names]
+
+    ci = interval(bootstrap(stat, sizes, n, seed), level)
+    return {k: ci[:, i].tolist() for i, k in enumerate(names)}
