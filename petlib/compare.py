@@ -134,8 +134,10 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
             names.append(i)
             observed[i] = rows[i][a] - rows[i][b]
     if names:
+        df = min(int(m.get("n_identities") or 0) for m in metrics.values()) - 1
         results = _m.holm([str(i) for i in names], {str(i): observed[i] for i in names},
-                          pd.concat([pd.DataFrame(c) for c in columns], axis=1).to_numpy(), alpha)
+                          pd.concat([pd.DataFrame(c) for c in columns], axis=1).to_numpy(), alpha,
+                          df=df if df > 0 else None)
         pair_of = {i: pair for pair, idx in tests.items() for i in idx}
         for i, t in zip(names, results):
             rows[i]["difference"] = fmt(t.difference, t.adjusted_ci)

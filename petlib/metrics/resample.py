@@ -19,10 +19,8 @@ from .bootstrap import bootstrap, interval, repeat_by
 from .clustering import clustering
 from .open_set import dir_at_far, open_set_scores, open_set_split
 from .retrieval import leave_one_out, ndcg_at
+from .spec import CLUSTER_DRAWS
 from .verification import best_threshold, pair_ranking, pair_scores
-
-
-CLUSTER_DRAWS = 50  # bootstrap draws that recompute clustering (a k-means costs 20x all the other figures)
 
 
 def _group(uniq: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ def embeddings(centres: np.ndarray, labels: np.ndarray, noise: float, rng) -> np
 
 def error_rates(n_sims: int, noise_b: float, n_ids: int = 80, per_id: int = 4, noise_a: float = 1.2,
                 n_pairs: int = 2000, n_boot: int = 200, dim: int = 32, seed: int = 0,
-                methods: tuple[str, ...] = ("normal",)) -> dict:
+                methods: tuple[str, ...] = ("student",)) -> dict:
     """Over `n_sims` test sets of `n_ids` x `per_id` images (the demo's cat test split: 80 x ~4), the share
     of blocks in which the rule calls any row (noise_b == noise_a: the false-call rate) and the share
     of simulations in which each row is called (noise_b > noise_a: its power); one result per method of
