@@ -33,10 +33,17 @@ class RowTest:
     called: bool
 
 
+def _over_repeats(per: dict[int, dict], picks, name: str) -> float:
+    """The mean of a figure over the picked repeats that measure it (triplets and robustness are measured
+    on repeat 0 only: then repeat 0's value)."""
+    have = [per[r][name] for r in picks if name in per[r]]
+    return float(np.mean(have)) if have else per[0].get(name, math.nan)
+
+
 def model_values(samples: list[dict]) -> dict[str, float]:
     """A model's figures: the mean over its training repeats of each full-sample figure."""
-    per = [figures(s, np.ones(len(s["uniq"]), np.int64)) for s in samples]
-    return {k: float(np.mean([f.get(k, math.nan) for f in per])) for k in per[0]}
+    per = {r: figures(s, np.ones(len(s["uniq"]), np.int64)) for r, s in enumerate(samples)}
+    return {k: _over_repeats(per, range(len(samples)), k) for k in per[0]}
 
 
 def paired_draws(samples_a: list[dict], samples_b: list[dict], names: list[str], n: int, seed,
@@ -54,8 +61,8 @@ def paired_draws(samples_a: list[dict], samples_b: list[dict], names: list[str],
         sides = []
         for samples in (samples_a, samples_b):
             picks = rng.integers(0, len(samples), len(samples))
-            f = {r: figures(samples[r], counts, img, clusters_now) for r in np.unique(picks)}
-            sides.append([np.mean([f[r].get(k, math.nan) for r in picks]) for k in names])
+            f = {r: figures(samples[r], counts, img, clusters_now) for r in {0, *picks.tolist()}}
+            sides.append([_over_repeats(f, picks, k) for k in names])
         out[b] = np.array(sides[0]) - np.array(sides[1])
     return out
 
