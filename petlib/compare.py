@@ -144,7 +144,7 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
                           df=df if df > 0 else None)
         pair_of = {i: pair for pair, idx in tests.items() for i in idx}
         for i, t in zip(names, results):
-            rows[i]["difference"] = fmt(t.difference, t.adjusted_ci)
+            rows[i]["difference"] = f"{pair_of[i][0]} − {pair_of[i][1]}: " + fmt(t.difference, t.adjusted_ci)
             rows[i]["best"] = pair_of[i][0] if t.called else ""
             rows[i]["note"] = "" if t.called else "not called: the adjusted interval includes 0"
     return pd.DataFrame(rows)
@@ -208,7 +208,8 @@ def to_markdown(df: pd.DataFrame, names: list[str], metrics: dict[str, dict] | N
     difference (leader minus runner-up, Holm-adjusted interval) and why a row is not called."""
     paths = {label: (path, ci) for _, label, path, _, ci in ROWS}
     ranked = "best" in df.columns
-    lines = ["| Category | Metric | " + " | ".join(names) + (" | difference [adjusted 95%] | better |" if ranked else " |"),
+    lines = ["| Category | Metric | " + " | ".join(names) + (" | leader − runner-up [Holm-adjusted 95%] | better |"
+                                                            if ranked else " |"),
              "|---|---|" + "---|" * len(names) + ("---|---|" if ranked else "")]
     for _, r in df.iterrows():
         path, ci = paths[r["metric"]]

@@ -15,7 +15,7 @@ CLUSTER_DRAWS = 50  # bootstrap draws that recompute clustering (a k-means costs
 INTERVALS_DOC = {
     "identities": "bootstrap over test identities (metrics.json `ci95`)",
     "clusters": f"bootstrap over test identities, k-means on the identities a draw holds, each once, in "
-                f"{CLUSTER_DRAWS} draws (`ci95`)",
+                f"{CLUSTER_DRAWS} draws; the draws' spread around the full set's figure (`ci95`)",
     "images": "bootstrap over the degraded test images (`ci95`)",
     "none": "no interval yet",
     "exact": "a measured fact (a count, a size): no sampling error",
