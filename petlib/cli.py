@@ -27,7 +27,7 @@ def _study(a) -> int:
     from .study import run_study
 
     p = load_params(a.params, a.set)
-    return 1 if run_study(p, only=a.only, force=a.force) else 0
+    return 1 if run_study(p, only=a.only, force=a.force, wait=a.wait) else 0
 
 
 def _data(a) -> int:
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_params("study", "run the study's notebooks and write reports/<study>/index.html")
     sp.add_argument("--only", nargs="+", metavar="NAME", help="notebooks or task keys to run (and what they need)")
     sp.add_argument("--force", action="store_true", help="re-run tasks whose inputs are unchanged")
+    sp.add_argument("--wait", action="store_true", help="wait for another study running in the same folder")
     with_params("data", "generate/scan and split the study's data; print its statistics")
     sp = with_params("train", "train models (also under torchrun --nproc_per_node=N for several GPUs)")
     sp.add_argument("--model", action="append", help="model name from the params (default: all)")

@@ -25,6 +25,7 @@ from . import progress, reproducible
 from .config import StudyParams, dump_params, params_to_dict
 from .io import atomic_write_json, atomic_write_text
 from .layout import Layout
+from .lock import StudyLock
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -221,9 +222,15 @@ def execute(task: Task, params_file: Path, report_dir: Path, log=print, prefix: 
 
 
 def run_study(params: StudyParams, only: list[str] | None = None, force: bool = False, log=print,
-              heartbeat_s: float = 10.0) -> int:
-    """Run the study's notebooks; returns the number of failed tasks (0 on success). While one runs, its
-    elapsed time and progress are logged every `heartbeat_s` seconds."""
+              heartbeat_s: float = 10.0, wait: bool = False) -> int:
+    """Run the study's notebooks, holding its output folder (`lock.StudyLock`: a second study there
+    refuses, or waits with `wait`); returns the number of failed tasks (0 on success). While one runs,
+    its elapsed time and progress are logged every `heartbeat_s` seconds."""
+    with StudyLock(Layout(params).out(".lock"), wait=wait, log=log):
+        return _run_study(params, only, force, log, heartbeat_s)
+
+
+def _run_study(params: StudyParams, only, force: bool, log, heartbeat_s: float) -> int:
     report_dir = Layout(params).reports()
     report_dir.mkdir(parents=True, exist_ok=True)
     params_file = report_dir / "params.yaml"
