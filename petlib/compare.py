@@ -395,11 +395,12 @@ def takeaways(table: pd.DataFrame, block: dict[str, dict]) -> list[dict]:
                              f"{row['difference'] or '—'} ({row['note'] or 'called'}){ratio}" if row is not None else
                              "no latency row")} if both else {"claim": claim, **missing})
     gaps = {n: _get(m, ("overfitting", "gap")) for n, m in block.items()}
+    ci = {n: (m.get("ci95") or {}).get("overfitting.gap") for n, m in block.items()}
     out.append({"claim": "Neither overfits", "verdict": "supported" if all(g is not None and g <= OVERFIT_GAP
                                                                        for g in gaps.values()) else "contradicted",
                 "evidence": "train minus test Recall@1 at the same gallery size: "
-                            + ", ".join(f"{n} {g:+.3f}" for n, g in gaps.items() if g is not None)
-                            + f" (supported at <= {OVERFIT_GAP}; no interval yet)"})
+                            + ", ".join(f"{n} {fmt(g, ci[n]) if g is not None else 'n/a'}" for n, g in gaps.items())
+                            + f" (supported when each gap is at most {OVERFIT_GAP})"})
     return out
 
 

@@ -187,14 +187,15 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
         tri_items = metrics.triplet_items(emb, labels, ev.n_triplets, seed)
         tri = metrics.triplet_figures(tri_items)
     with stages("overfitting"):
-        ovf = metrics.overfitting(tr_emb, train_idx.labels[tr_sel], emb, labels, n=ev.n_overfit, seed=seed)
+        ovf_q = metrics.overfitting_queries(tr_emb, train_idx.labels[tr_sel], emb, labels, ev.n_overfit, seed)
+        ovf = metrics.overfitting_figures(*ovf_q)
     with stages("robustness"):
         rob, drops = _robustness(embedder, test, emb, ev.n_robustness, seed, size, kw)
     with stages("open_set_and_bootstrap"):
         os_scores = metrics.open_set_scores(emb, labels, metrics.open_set_split(labels, seed, ev.gallery_frac))
         opn = metrics.open_set(emb, labels, ev.gallery_frac, seed)
         sample = metrics.build_sample(emb, labels, pairs, ev.gallery_frac, seed, tri_items, drops, pq, os_scores)
-        ci = metrics.intervals(sample, ev.n_bootstrap, seed)
+        ci = {**metrics.intervals(sample, ev.n_bootstrap, seed), **metrics.overfitting_intervals(*ovf_q, ev.n_bootstrap, seed)}
     with stages("plots"):
         fpr, tpr, _ = metrics.roc(scores, pairs[:, 2])
         cmc = metrics.cmc(pq.ranking.first_rank, 20)

@@ -163,7 +163,7 @@ def test_takeaways_follow_the_called_rows():
     assert v["MobileNetV3 is more accurate"]["verdict"] == "supported"
     assert v["MobileFaceNet is more robust to blur, noise and compression"]["verdict"] == "not called"
     assert v["Both are small enough for phones"]["verdict"] == "supported"
-    assert v["Neither overfits"]["verdict"] == "contradicted" and "mfn +0.200" in v["Neither overfits"]["evidence"]
+    assert v["Neither overfits"]["verdict"] == "contradicted" and "mfn 0.2" in v["Neither overfits"]["evidence"]
     swapped = {"mnv3": _metrics_of(bad, params=1_600_000), "mfn": _metrics_of(good)}
     swapped["mnv3"]["backbone"], swapped["mfn"]["backbone"] = "mobilenetv3_small_100", "mobilefacenet"
     t2 = compare.compare(swapped, {"mnv3": bad, "mfn": good}, n_boot=60)

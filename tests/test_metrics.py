@@ -362,3 +362,16 @@ def test_torch_ranking_path_equals_the_numpy_path():
     r = metrics.rank_queries(np.array([[1.0, 0.0]], np.float32), np.array([1]), g, np.array([9, 0, 0, 0, 0, 1, 0]),
                            k=3, device="cpu")
     assert r.topk[0].tolist() == [1, 2, 3] and r.first_rank[0] == 5
+
+
+def test_overfitting_intervals_contain_the_figures_and_resample_each_split():
+    emb, labels = _emb(40, per=(3, 6), noise=1.1, seed=6)
+    tr_emb, tr_labels = _emb(40, per=(3, 6), noise=0.5, seed=7)
+    qa, qb = metrics.overfitting_queries(tr_emb, tr_labels, emb, labels, 100, 1)
+    fig = metrics.overfitting_figures(qa, qb)
+    assert fig == metrics.overfitting(tr_emb, tr_labels, emb, labels, 100, 1)
+    ci = metrics.overfitting_intervals(qa, qb, 200, 0)
+    for k in ("train_recall@1", "test_recall@1", "gap"):
+        lo, hi = ci[f"overfitting.{k}"]
+        assert lo <= fig[k] <= hi and hi > lo, k
+    assert fig["gap"] > 0 and ci["overfitting.gap"][0] > 0, "the low-noise train split is easier: a real gap"

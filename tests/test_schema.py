@@ -43,7 +43,8 @@ def _resampled_names() -> set[str]:
     pairs = metrics.sample_pairs(labels, 400, seed=0)
     sample = metrics.build_sample(emb, labels, pairs, 0.5, 0, metrics.triplet_items(emb, labels, 100, 0),
                                   {d: np.zeros(10) for d in DEGRADATIONS})
-    return set(metrics.figures(sample, np.ones(20, np.int64)))
+    overfit = metrics.overfitting_intervals(*metrics.overfitting_queries(emb, labels, emb, labels, 40, 0), 10, 0)
+    return set(metrics.figures(sample, np.ones(20, np.int64))) | set(overfit)
 
 
 def test_the_derived_lists_come_from_the_specs():

@@ -10,8 +10,9 @@ from .deployment import (enrolment, family_scores, gallery_growth, identity_scor
                          nearest_impostors, smallest_sufficient_k, thresholds_on_test)
 from .open_set import class_max_scores, dir_at_far, open_set, open_set_scores, open_set_split, topk_identification
 from .ranking import Ranking, rank_queries
-from .retrieval import (Queries, cmc, leave_one_out, ndcg_at, overfitting, retrieval, retrieval_figures,
-                        sample_by_identity)
+from .retrieval import (Queries, cmc, leave_one_out, ndcg_at, overfitting, overfitting_figures, overfitting_intervals,
+                        overfitting_queries,
+                        retrieval, retrieval_figures, sample_by_identity)
 from .robustness import robustness
 from .pairs import make_pairs, sample_pairs
 from .paired import RowTest, compare_models, holm, latency_draws, model_values, paired_draws
@@ -22,8 +23,9 @@ from .verification import (THRESHOLDS, accepted, best_threshold, eer, far_thresh
                            pair_scores, petface_auc, rates_at, roc, tar_at_far, threshold_at_far, threshold_over)
 
 __all__ = [
-    "Ranking", "rank_queries", "Queries", "cmc", "leave_one_out", "ndcg_at", "overfitting", "retrieval",
-    "retrieval_figures", "sample_by_identity", "THRESHOLDS", "accepted", "best_threshold", "eer", "far_thresholds",
+    "Ranking", "rank_queries", "Queries", "cmc", "leave_one_out", "ndcg_at", "overfitting", "overfitting_figures",
+    "overfitting_intervals", "overfitting_queries", "retrieval", "retrieval_figures", "sample_by_identity",
+    "THRESHOLDS", "accepted", "best_threshold", "eer", "far_thresholds",
     "impostor_scores", "pair_ranking", "pair_scores", "petface_auc", "rates_at", "roc", "tar_at_far",
     "threshold_at_far", "threshold_over", "class_max_scores", "dir_at_far", "open_set", "open_set_scores",
     "open_set_split", "topk_identification", "clustering", "kmeans", "purity", "triplets", "triplet_items", "triplet_figures",

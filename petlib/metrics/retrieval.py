@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bootstrap import bootstrap, interval
 from .ranking import Ranking, rank_queries
 from .spec import count, declare
 
@@ -21,9 +22,11 @@ declare("retrieval", "recall@10", "Recall@10", interval="identities")
 declare("retrieval", "ndcg@10", "NDCG@10", interval="identities")
 count("retrieval", "n_queries", "images with another image of their identity")
 count("retrieval", "n_excluded", "images without one (no relevant item: not queried)")
-declare("overfitting", "train_recall@1", "Recall@1 on train", doc="on about n images of whole train identities")
-declare("overfitting", "test_recall@1", "Recall@1 on test", doc="on as many test images")
-declare("overfitting", "gap", "train - test Recall@1", higher=False)
+declare("overfitting", "train_recall@1", "Recall@1 on train", interval="identities",
+        doc="on about n images of whole train identities")
+declare("overfitting", "test_recall@1", "Recall@1 on test", interval="identities", doc="on as many test images")
+declare("overfitting", "gap", "train - test Recall@1", higher=False, interval="identities",
+        doc="train and test identities resampled apart")
 count("overfitting", "n_train")
 count("overfitting", "n_test")
 
@@ -100,14 +103,36 @@ def sample_by_identity(labels: np.ndarray, n: int, seed: int = 42) -> np.ndarray
     return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
 
-def overfitting(train_emb, train_labels, test_emb, test_labels, n: int = 2000, seed: int = 42) -> dict:
-    """Recall@1 on about n train images vs about n test images (whole identities each).
+def overfitting_queries(train_emb, train_labels, test_emb, test_labels, n: int = 2000,
+                        seed: int = 42) -> tuple[Queries, Queries]:
+    """Leave-one-out rankings of about n train images and about n test images (whole identities each).
 
     Recall@1 falls as the gallery grows, so both samples get the same size: n is capped by the
     smaller split (a 322-image test split is compared with ~322 train images, not 2,000)."""
     n = min(n, len(train_labels), len(test_labels))
     a = sample_by_identity(train_labels, n, seed)
     b = sample_by_identity(test_labels, n, seed)
-    tr = retrieval(train_emb[a], np.asarray(train_labels)[a], ks=(1,))["recall@1"]
-    te = retrieval(test_emb[b], np.asarray(test_labels)[b], ks=(1,))["recall@1"]
-    return {"train_recall@1": tr, "test_recall@1": te, "gap": tr - te, "n_train": int(len(a)), "n_test": int(len(b))}
+    return (leave_one_out(train_emb[a], np.asarray(train_labels)[a]),
+            leave_one_out(test_emb[b], np.asarray(test_labels)[b]))
+
+
+def overfitting(train_emb, train_labels, test_emb, test_labels, n: int = 2000, seed: int = 42) -> dict:
+    """Recall@1 on about n train images vs about n test images (`overfitting_queries`)."""
+    return overfitting_figures(*overfitting_queries(train_emb, train_labels, test_emb, test_labels, n, seed))
+
+
+def overfitting_figures(qa: Queries, qb: Queries) -> dict:
+    tr, te = retrieval_figures(qa, ks=(1,))["recall@1"], retrieval_figures(qb, ks=(1,))["recall@1"]
+    return {"train_recall@1": tr, "test_recall@1": te, "gap": tr - te, "n_train": qa.n_images, "n_test": qb.n_images}
+
+
+def overfitting_intervals(qa: Queries, qb: Queries, n: int, seed) -> dict[str, list[float]]:
+    """95% intervals of the overfitting figures, the train and the test identities each resampled."""
+    groups = [np.unique(q.label, return_inverse=True)[1] for q in (qa, qb)]
+
+    def stat(ca, cb):
+        tr, te = ((q.hit1 * c[g]).sum() / c[g].sum() for q, c, g in zip((qa, qb), (ca, cb), groups))
+        return [tr, te, tr - te]
+
+    ci = interval(bootstrap(stat, [int(g.max()) + 1 if len(g) else 0 for g in groups], n, seed))
+    return {f"overfitting.{k}": ci[:, i].tolist() for i, k in enumerate(("train_recall@1", "test_recall@1", "gap"))}
