@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import read_json
-from .metrics import INTERVALS_DOC, MetricSpec, specs
+from .metrics import INTERVALS_DOC, specs
 
 SCHEMA = "petface-metrics/2"  # 2: ci95 keyed "section.key" for every figure with an interval; resample.npz beside it
 
@@ -120,10 +120,6 @@ def section_rows(metrics: dict, section: str) -> list[dict]:
     ci = metrics.get("ci95") or {}
     return [{"figure": s.label, "value": fmt(get(metrics, s.path), ci.get(s.name)),
              "better": better[s.higher], "interval": INTERVALS_DOC[s.interval]} for s in specs(section)]
-
-
-def spec_of(name: str) -> MetricSpec:
-    return next(s for s in specs() if s.name == name)
 
 
 def schema_markdown() -> str:

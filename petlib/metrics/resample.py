@@ -105,7 +105,8 @@ def n_images(s: dict) -> int:
 def intervals(s: dict, n: int, seed, level: float = 0.95, cluster_draws: int = CLUSTER_DRAWS) -> dict[str, list[float]]:
     """95% interval of every figure `figures` computes, identities (and degraded images) resampled;
     clustering in the first `cluster_draws` draws only (a k-means each)."""
-    names = sorted(figures(s, np.ones(len(s["uniq"]), np.int64)))
+    point = figures(s, np.ones(len(s["uniq"]), np.int64))
+    names = sorted(point)
     sizes = [len(s["uniq"])] + ([n_images(s)] if n_images(s) else [])
     drawn = [0]
 
@@ -116,7 +117,6 @@ def intervals(s: dict, n: int, seed, level: float = 0.95, cluster_draws: int = C
 
     draws = bootstrap(stat, sizes, n, seed)
     ci = interval(draws, level)
-    point = figures(s, np.ones(len(s["uniq"]), np.int64))
     for i, k in enumerate(names):
         if k.startswith("clustering.") and not np.isnan(ci[0, i]):
             # a draw clusters fewer pets (each once), which shifts the figure itself: keep the draws'
