@@ -27,7 +27,8 @@ def _study(a) -> int:
     from .study import run_study
 
     p = load_params(a.params, a.set)
-    return 1 if run_study(p, only=a.only, force=a.force, wait=a.wait) else 0
+    force = True if a.force == [] else a.force
+    return 1 if run_study(p, only=a.only, force=force, wait=a.wait, dry_run=a.dry_run) else 0
 
 
 def _data(a) -> int:
@@ -56,7 +57,7 @@ def _train(a) -> int:
     from .train import train_repeats
 
     for m, s in _runs(p, a):
-        for r in train_repeats(p, m, s, resume=a.resume):
+        for r in train_repeats(p, m, s, resume=a.resume, reuse=not a.force):
             if r.history["epochs"] and r.main:
                 print(f"{r.out_dir.name}: {summary(r.history)}")
     return 0
@@ -67,7 +68,7 @@ def _evaluate(a) -> int:
     from .evaluate import evaluate_run
 
     for m, s in _runs(p, a):
-        r = evaluate_run(p, m, s)
+        r = evaluate_run(p, m, s, force=a.force)
         print(f"{m}-{s}: R@1 {r['retrieval']['recall@1']:.4f}, ROC-AUC {r['ranking']['roc_auc']:.4f}, "
               f"EER {r['ranking']['eer']:.4f} -> {Layout(p).eval_dir(m, s) / 'metrics.json'}")
     return 0
@@ -106,7 +107,8 @@ def _export(a) -> int:
     from .export import export_run, int8_summary
 
     out = Path(a.out) if a.out else Layout(p).export_dir(run.model, run.species)
-    r = export_run(p, run.model, run.species, formats=a.formats, out_dir=out, run_dir=run.path, progress=True)
+    r = export_run(p, run.model, run.species, formats=a.formats, out_dir=out, run_dir=run.path, progress=True,
+                   force=a.force)
     for row in r["rows"]:
         if row["status"] in ("ok", "spec checked"):
             parity = f"min cos {row['min_cosine']:.4f}, d-acc {row['delta_verification_accuracy'] * 100:+.2f} pt, " \
@@ -232,16 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_params("study", "run the study's notebooks and write reports/<study>/index.html")
     sp.add_argument("--only", nargs="+", metavar="NAME", help="notebooks or task keys to run (and what they need)")
-    sp.add_argument("--force", action="store_true", help="re-run tasks whose inputs are unchanged")
+    sp.add_argument("--force", nargs="*", metavar="STAGE",
+                    help="re-run these stages (train, eval, compare, export), notebooks or tasks, and what depends "
+                         "on them, even when their inputs are unchanged; alone: everything")
+    sp.add_argument("--dry-run", action="store_true", help="print what would run and why; run nothing")
     sp.add_argument("--wait", action="store_true", help="wait for another study running in the same folder")
     with_params("data", "generate/scan and split the study's data; print its statistics")
     sp = with_params("train", "train models (also under torchrun --nproc_per_node=N for several GPUs)")
     sp.add_argument("--model", action="append", help="model name from the params (default: all)")
     sp.add_argument("--species", action="append", help="species (default: all in the params)")
     sp.add_argument("--resume", action="store_true", help="continue from <run>/last_checkpoint.pt")
+    sp.add_argument("--force", action="store_true", help="train even when a finished run has these inputs")
     sp = with_params("evaluate", "run the seven benchmark categories on trained runs; writes metrics.json")
     sp.add_argument("--model", action="append", help="model name from the params (default: all)")
     sp.add_argument("--species", action="append", help="species (default: all in the params)")
+    sp.add_argument("--force", action="store_true", help="evaluate even when the inputs match the last evaluation")
     sp = sub.add_parser("embed", help="embed a split of a trained run (cached by checkpoint, split and TTA)")
     sp.add_argument("run_dir", help="a training run directory (with config.json and pet_embedder.pt)")
     sp.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -251,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run_dir", help="a training run directory (with config.json and pet_embedder.pt)")
     sp.add_argument("--formats", nargs="+", choices=list(FORMATS), help="default: all")
     sp.add_argument("--out", help="output folder (default: <output_dir>/exports/<model>-<species>)")
+    sp.add_argument("--force", action="store_true", help="export even when the inputs match the last export")
     sp = sub.add_parser("compare", help="compare evaluated models NAME:EVAL_DIR ... (design §9.2), "
                                         "or two photos A B with --embedder")
     sp.add_argument("runs", nargs="+", metavar="NAME:EVAL_DIR | PHOTO")

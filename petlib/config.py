@@ -35,7 +35,7 @@ from .layout import run_name
 __all__ = [
     "ParamsError", "SynthParams", "DataParams", "TrainParams", "ModelParams", "EvalParams", "ExportParams",
     "StudyParams", "load_params", "read_params", "merge", "params_from_dict", "params_to_dict", "apply_overrides", "dump_params",
-    "project_root", "find_params_file", "resolve_paths",
+    "project_root", "find_params_file", "resolve_paths", "relative_paths", "map_paths",
 ]
 
 
@@ -392,22 +392,36 @@ def _absolute(value: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def resolve_paths(p: StudyParams, base: str | Path) -> StudyParams:
-    """Make every path parameter absolute against `base` (see the module docstring for the rule)."""
-    base = Path(base)
-    p.output_dir, p.reports_dir = _absolute(p.output_dir, base), _absolute(p.reports_dir, base)
+def map_paths(p: StudyParams, fn) -> StudyParams:
+    """`p` with `fn` applied to every path parameter (the one list of them)."""
+    p.output_dir, p.reports_dir = fn(p.output_dir), fn(p.reports_dir)
     d = p.data
-    d.synth_dir = _absolute(d.synth_dir, base)
-    d.roots = {k: _absolute(v, base) for k, v in d.roots.items()}
-    d.tables = {k: _absolute(v, base) for k, v in d.tables.items()}
-    d.identity_lists = {k: _absolute(v, base) for k, v in d.identity_lists.items()}
-    d.manifest = {k: _absolute(v, base) for k, v in d.manifest.items()}
+    d.synth_dir = fn(d.synth_dir)
+    d.roots = {k: fn(v) for k, v in d.roots.items()}
+    d.tables = {k: fn(v) for k, v in d.tables.items()}
+    d.identity_lists = {k: fn(v) for k, v in d.identity_lists.items()}
+    d.manifest = {k: fn(v) for k, v in d.manifest.items()}
     for m in p.models:
         if m.pretrained and m.pretrained != "hub":
-            m.pretrained = _absolute(m.pretrained, base)
-    p.eval.compare = [f"{c.split(':', 1)[0]}:{_absolute(c.split(':', 1)[1], base)}" if ":" in c else c
-                      for c in p.eval.compare]
+            m.pretrained = fn(m.pretrained)
+    p.eval.compare = [f"{c.split(':', 1)[0]}:{fn(c.split(':', 1)[1])}" if ":" in c else c for c in p.eval.compare]
     return p
+
+
+def resolve_paths(p: StudyParams, base: str | Path) -> StudyParams:
+    """Make every path parameter absolute against `base` (see the module docstring for the rule)."""
+    return map_paths(p, lambda v: _absolute(v, Path(base)))
+
+
+def relative_paths(p: StudyParams, base: str | Path) -> StudyParams:
+    """A copy of `p` whose paths inside `base` are relative to it (what a run folder records, so that a
+    moved checkout reads the same params); paths elsewhere stay absolute."""
+    base = Path(base).resolve()
+
+    def rel(v: str) -> str:
+        q = Path(v)
+        return q.relative_to(base).as_posix() if q.is_absolute() and q.is_relative_to(base) else v
+    return map_paths(copy.deepcopy(p), rel)
 
 
 def read_yaml(path: str | Path) -> dict:

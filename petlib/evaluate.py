@@ -1,32 +1,35 @@
 """The seven benchmark categories (design §6.2 A-G) plus open-set identification and bootstrap
-intervals, for one trained run. `evaluate_run` embeds (cached), calls `petlib.metrics`, draws the plots
-and writes `metrics.json` (schema in `petlib.schema`) into the evaluation directory.
+intervals, for one trained run. `evaluate_run` embeds (cached), calls `petlib.metrics` and writes
+`metrics.json` (schema in `petlib.schema`), `figures.npz` and `resample.npz` into the evaluation
+directory; `petlib.eval_report` draws the figures from them.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import data, metrics, plots, protocols, reproducible
+from . import data, metrics, protocols, reproducible, stages
 from .config import StudyParams
 from .embed import DEGRADATIONS, cached_embeddings, embed_images
-from .io import atomic_write_json, file_sha256
+from .io import atomic_path, atomic_write_json, file_sha256
 from .latency import latency_ms, torch_runner
 from .layout import Layout
 from .models import count_parameters
 from .run import RunDir
 from .runtime import resolve_device
-from .schema import REPEAT_KEYS, SCHEMA, clean_nan, save_samples
-
-PLOTS = ["nearest_neighbors.png", "similarity_distribution.png", "roc_curve.png", "det_curve.png", "cmc_curve.png",
-         "robustness.png"]
+from .schema import REPEAT_KEYS, SCHEMA, clean_nan, load_metrics, save_samples
 
 
-class _Stages:
-    """Seconds per named stage: `with stages("retrieval"): ...` (reported as metrics.json `timings_s`)."""
+
+FIGURE_DATA = "figures.npz"  # what eval_report.draw plots beyond metrics.json
+
+
+class _Timer:
+    """Seconds per named step: `with timer("retrieval"): ...` (reported as metrics.json `timings_s`)."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
@@ -89,15 +92,6 @@ def _deployment(params: StudyParams, run: RunDir, test, emb, labels, scores, pai
             "worst_lookalikes": [[int(i), int(nn_idx[i]), float(nn_sim[i])] for i in worst]}
 
 
-def _draw_deployment(out: Path, test, deploy: dict, title: str) -> None:
-    if deploy["enrolment"]:
-        plots.enrolment_curves(deploy["enrolment"], "rank1", title, out / "enrolment.png")
-    if deploy["gallery_growth"]:
-        plots.gallery_growth(deploy["gallery_growth"], title, out / "gallery_growth.png")
-    rows = [[data.load_image(test.paths[i]), data.load_image(test.paths[j])] for i, j, _ in deploy["worst_lookalikes"]]
-    plots.image_grid(rows, [f"{v:.3f}" for *_, v in deploy["worst_lookalikes"]], path=out / "worst_lookalikes.png")
-
-
 def _protocol(params: StudyParams, species: str, run: RunDir, embedder, splits, emb, labels, pairs, size: int,
               kw: dict) -> dict | None:
     """The data set's own protocol (written by 01_data), at the run's validation threshold; None without one."""
@@ -136,12 +130,6 @@ def repeat_stats(repeats: list[dict]) -> dict:
     return out
 
 
-def repeat_rows(metrics: dict) -> list[dict]:
-    """metrics.json `repeats` as flat rows (repeat, seed, "section.key": value) for a table."""
-    return [{"repeat": r["repeat"], "seed": r["seed"], **{f"{sec}.{k}": r[sec][k] for sec, k in REPEAT_KEYS}}
-            for r in metrics["repeats"]]
-
-
 def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: dict, out: Path, device,
              progress: bool) -> tuple[list[dict], list[dict]]:
     """Repeat 0's figures (already computed) and those of every further training repeat, and each further
@@ -159,11 +147,24 @@ def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: 
     return rows, samples
 
 
-def evaluate_run(params: StudyParams, model: str, species: str, progress: bool = True) -> dict:
-    """Run every benchmark on the test split of one trained run; returns the metrics dict it wrote."""
-    run, out = RunDir(Layout(params).run_dir(model, species)), Layout(params).eval_dir(model, species)
+def evaluate_run(params: StudyParams, model: str, species: str, progress: bool = True, force: bool = False,
+                 log=print) -> dict:
+    """Every benchmark on the test split of one trained run: metrics.json, figures.npz (what
+    `eval_report.draw` plots) and resample.npz, then the stage stamp. Returns the metrics dict; when the
+    stage's inputs (`stages.eval_check`) match its stamp, the one already written, unless `force`."""
+    check, out = stages.eval_check(params, model, species), Layout(params).eval_dir(model, species)
+    if not force and (out / "metrics.json").is_file() and (out / FIGURE_DATA).is_file() and check.up_to_date():
+        log(f"{model}-{species}: evaluation up to date ({out / 'metrics.json'}); force=True evaluates again")
+        return load_metrics(out)
+    _evaluate(params, model, species, out, progress)
+    check.write()
+    return load_metrics(out)
+
+
+def _evaluate(params: StudyParams, model: str, species: str, out: Path, progress: bool) -> None:
+    run = RunDir(Layout(params).run_dir(model, species))
     out.mkdir(parents=True, exist_ok=True)
-    ev, seed, stages = params.eval, params.seed, _Stages()
+    ev, seed, stages = params.eval, params.seed, _Timer()
     device = resolve_device(params.train.device)
     kernels = reproducible.apply(params.reproducible, device)
     embedder, size = run.load_embedder(device), run.config()["image_size"]
@@ -196,14 +197,13 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
         opn = metrics.open_set(emb, labels, ev.gallery_frac, seed)
         sample = metrics.build_sample(emb, labels, pairs, ev.gallery_frac, seed, tri_items, drops, pq, os_scores)
         ci = {**metrics.intervals(sample, ev.n_bootstrap, seed), **metrics.overfitting_intervals(*ovf_q, ev.n_bootstrap, seed)}
-    with stages("plots"):
+    with stages("figure data"):
         fpr, tpr, _ = metrics.roc(scores, pairs[:, 2])
         cmc = metrics.cmc(pq.ranking.first_rank, 20)
-        _draw(out, test, emb, pq, scores, pairs, fpr, tpr, rank, cmc, rob, f"{model} / {species}", seed)
+        _save_figure_data(out, pq, scores, pairs, seed)
 
     with stages("deployment"):
         deploy = _deployment(params, run, test, emb, labels, scores, pairs, tr_emb, train_idx.labels[tr_sel])
-        _draw_deployment(out, test, deploy, f"{model} / {species}")
     with stages("protocol"):
         proto = _protocol(params, species, run, embedder, splits, emb, labels, pairs, size, kw)
 
@@ -212,7 +212,7 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
         repeats, samples = _repeats(params, model, species, test, pairs, first, out, device, progress)
         save_samples(out, [sample, *samples])
     result = {"schema": SCHEMA, "model": model, "backbone": run.config().get("backbone"), "species": species,
-              "run_dir": str(run.path),
+              "run_dir": os.path.relpath(run.path, out),
                "checkpoint_sha256": file_sha256(run.file("pet_embedder.pt")), "tta": ev.tta,
                "test_fingerprint": data.fingerprint(test.root, test.paths), "kernels": kernels,
                "repeats": repeats, "repeat_stats": repeat_stats(repeats),
@@ -222,7 +222,15 @@ def evaluate_run(params: StudyParams, model: str, species: str, progress: bool =
                "efficiency": _efficiency(embedder, run, size), "protocol": proto, "deployment": deploy,
                "timings_s": stages.seconds}
     atomic_write_json(out / "metrics.json", clean_nan(result))
-    return result
+
+
+def _save_figure_data(out: Path, pq, scores: np.ndarray, pairs: np.ndarray, seed: int) -> None:
+    """What the report's figures need beyond metrics.json: the pair scores and ten queries' nearest five."""
+    k = np.random.default_rng(seed).choice(len(pq.index), min(10, len(pq.index)), replace=False)
+    with atomic_path(out / FIGURE_DATA) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, scores=scores, same=pairs[:, 2].astype(np.int8), nn_query=np.asarray(pq.index)[k],
+                     nn_top=np.stack([pq.ranking.topk[i][:5] for i in k]))
 
 
 def _thin(fpr: np.ndarray, tpr: np.ndarray, n: int = 400) -> dict:
@@ -230,79 +238,3 @@ def _thin(fpr: np.ndarray, tpr: np.ndarray, n: int = 400) -> dict:
     return {"fpr": fpr[keep].round(6).tolist(), "tpr": tpr[keep].round(6).tolist()}
 
 
-def _draw(out: Path, test, emb, pq, scores, pairs, fpr, tpr, rank, cmc, rob, title, seed):
-    rng = np.random.default_rng(seed)
-    q = rng.choice(len(pq.index), min(10, len(pq.index)), replace=False)
-    rows, borders, names = [], [], []
-    for k in q:
-        i = pq.index[k]
-        nn = pq.ranking.topk[k][:5]
-        rows.append([data.load_image(test.paths[i])] + [data.load_image(test.paths[j]) for j in nn])
-        borders.append([None] + ["green" if test.labels[j] == test.labels[i] else "red" for j in nn])
-        names.append(test.identities[int(test.labels[i])])
-    plots.image_grid(rows, names, borders, size=1.2, path=out / "nearest_neighbors.png")
-    y = pairs[:, 2].astype(bool)
-    plots.similarity_distribution(scores[y], scores[~y], title, path=out / "similarity_distribution.png")
-    plots.roc_curve(fpr, tpr, rank["roc_auc"], title, path=out / "roc_curve.png")
-    plots.det_curve(fpr, 1 - tpr, rank["eer"], title, path=out / "det_curve.png")
-    plots.cmc_curve(cmc, title, path=out / "cmc_curve.png")
-    plots.robustness_bars({k: v for k, v in rob.items() if isinstance(v, dict)}, title, path=out / "robustness.png")
-
-
-def headline(metrics: dict) -> dict:
-    """The study index's figures for one evaluation, with the spread over seeds where there are repeats."""
-    out = {"R@1": metrics["retrieval"]["recall@1"], "ROC-AUC": metrics["ranking"]["roc_auc"],
-           "EER": metrics["ranking"]["eer"], "DIR@FAR=1e-2": metrics["open_set"]["dir@far=1e-2"]}
-    st = metrics["repeat_stats"]["retrieval.recall@1"]
-    if st["n"] > 1:
-        out[f"R@1 over {st['n']} seeds"] = f"{st['mean']:.4f} ± {st['std']:.4f} sd"
-    return out
-
-
-def protocol_rows(metrics: dict) -> list[dict]:
-    """The `protocol` block as (part, metric, value) rows; empty when the data set has no protocol."""
-    proto = metrics.get("protocol") or {}
-
-    def flat(d: dict, part: str):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from flat(v, f"{part} / {k}" if part else k)
-            elif k not in ("name", "family"):
-                yield {"part": part, "metric": k, "value": v}
-
-    return list(flat(proto, ""))
-
-
-def deployment_summary(metrics: dict) -> str:
-    """The deployment block's answers in sentences (03_evaluate, the README)."""
-    d = metrics.get("deployment")
-    if not d:
-        return "No deployment figures in this metrics.json (evaluated before they existed)."
-    ks, enrol = d["smallest_k_within_1pt_of_k5"], d["enrolment"]
-    top = max(enrol, key=lambda r: r["k"]) if enrol else None
-    lines = ["- **Enrolment:** the smallest number of photos per pet whose open-set rank-1 is within 1 point of "
-             "the largest k measured: " + ", ".join(f"{k} matching by {h}" for h, k in ks.items() if k) + "."
-             + (f" k = {top['k']} rests on {top['n_identities']} pets with {top['k'] + 1}+ photos: too few to decide "
-                "(see the bands)." if top and top["n_identities"] < 20 else "")
-             + " Only pets with at least k + 1 photos take part at each k, so the gallery shrinks as k grows, "
-               "which by itself makes rank-1 easier: compare the rules within a k, and k against k with the "
-               "n_identities column in view."]
-    imp = {r["impostors"]: r for r in d["impostors"]}
-    if "random" in imp:
-        rest = [f"{n} {r['false_match_rate@recommended']:.3f}" for n, r in imp.items() if n != "random"]
-        lines.append(f"- **Look-alikes:** at the recommended threshold {d['recommended_threshold']:.2f}, random "
-                     f"impostors are accepted at {imp['random']['false_match_rate@recommended']:.3f}; "
-                     + "; ".join(rest) + ".")
-    for key, t in d["thresholds"].items():
-        if t["threshold"] is None:
-            lines.append(f"- **FAR {key}:** not measurable on validation (too few negative pairs).")
-        else:
-            lines.append(f"- **FAR {key}:** threshold {t['threshold']:.4f} (set on validation) accepts "
-                         f"{t['far']:.4f} [{t['far_ci95'][0]:.4f}, {t['far_ci95'][1]:.4f}] of strangers' pairs "
-                         f"on test and {t['tar']:.3f} [{t['tar_ci95'][0]:.3f}, {t['tar_ci95'][1]:.3f}] of the same pet's.")
-    g = d["gallery_growth"]
-    if g:
-        lines.append(f"- **Gallery growth:** from {g[0]['gallery_size']} to {g[-1]['gallery_size']} pets, the "
-                     f"false-alarm rate at the recommended threshold goes {g[0]['false_alarm_rate@recommended']:.3f} "
-                     f"-> {g[-1]['false_alarm_rate@recommended']:.3f}.")
-    return "\n".join(lines)

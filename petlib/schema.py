@@ -44,6 +44,8 @@ def load_metrics(eval_dir: str | Path) -> dict:
     m = read_json(p)
     if not isinstance(m, dict) or m.get("schema") != SCHEMA:
         raise ValueError(f"{p}: schema {m.get('schema') if isinstance(m, dict) else None!r}, expected {SCHEMA!r}")
+    if m.get("run_dir"):  # written relative to the evaluation folder, so a moved study still finds its run
+        m["run_dir"] = str((p.parent / m["run_dir"]).resolve())
     return m
 
 

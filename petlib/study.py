@@ -2,8 +2,10 @@
 
 Each notebook runs in a fresh kernel of *this* interpreter (a kernelspec pointing at `sys.executable`
 is put first on JUPYTER_PATH), so a user-level `python3` kernel can never run the study by mistake.
-A task is skipped when its cache key (notebook source, resolved params, petlib source, its own
-parameters and the keys of the tasks it depends on) matches the last successful run, unless forced.
+Every task says before it runs whether it is up to date or what changed. A task runs when its stage
+(training, evaluation, export, comparison: `petlib.stages`) is not up to date, or when its report's own
+inputs changed (the notebook, the code its cells use, the stage it shows); a task that runs only to
+re-render finds its stage up to date inside the notebook and draws from the files on disk.
 """
 from __future__ import annotations
 
@@ -19,10 +21,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from . import progress, reproducible
-from .config import StudyParams, dump_params, params_to_dict
+from . import codegraph, progress, reproducible, stages
+from .config import StudyParams, dump_params
 from .io import atomic_write_json, atomic_write_text
 from .layout import Layout
 from .lock import StudyLock
@@ -32,17 +32,16 @@ NOTEBOOKS = REPO / "notebooks"
 KERNEL_NAME = "petface-study"
 
 # notebook -> how it expands: "study" (once) or "run" (once per training run; 05_export only for the
-# runs in `export.runs`), what it needs, and
-# notebook parameters the runner sets (the runner re-trains when it runs 02_train; a person who opens
-# the notebook after a study sees the finished run instead).
+# runs in `export.runs`), what it needs, and the stage it runs (`petlib.stages`; None: a report only).
 PLAN = {
-    "01_data": ("study", [], {}),
-    "02_train": ("run", ["01_data"], {"retrain": True}),
-    "03_evaluate": ("run", ["02_train"], {}),
-    "04_compare": ("study", ["03_evaluate"], {}),
-    "05_export": ("run", ["02_train"], {}),
-    "06_inference": ("study", ["02_train"], {}),
+    "01_data": ("study", [], "data"),
+    "02_train": ("run", ["01_data"], "train"),
+    "03_evaluate": ("run", ["02_train"], "eval"),
+    "04_compare": ("study", ["03_evaluate"], "compare"),
+    "05_export": ("run", ["02_train"], "export"),
+    "06_inference": ("study", ["02_train"], None),
 }
+FORCEABLE = {"train", "eval", "compare", "export"}  # the notebooks with a `force` parameter
 
 
 @dataclass
@@ -52,6 +51,10 @@ class Task:
     parameters: dict
     deps: list[str] = field(default_factory=list)
 
+    @property
+    def stage(self) -> str | None:
+        return PLAN[self.notebook][2]
+
 
 def plan(params: StudyParams, only: list[str] | None = None) -> list[Task]:
     """Tasks in execution order. `only` keeps the named notebooks (or task keys) and what they need."""
@@ -60,10 +63,10 @@ def plan(params: StudyParams, only: list[str] | None = None) -> list[Task]:
         raise ValueError(f"params 'notebooks' names unknown notebooks {unknown}; known: {list(PLAN)}")
     tasks: list[Task] = []
     for nb in params.notebooks:
-        kind, needs, fixed = PLAN[nb]
+        kind, needs, _ = PLAN[nb]
         if kind == "study":
             deps = [t.key for t in tasks if t.notebook in needs]
-            tasks.append(Task(nb, nb, dict(fixed), deps))
+            tasks.append(Task(nb, nb, {}, deps))
         else:
             for m, s in params.runs():
                 if nb == "05_export" and not params.exports(m, s):
@@ -71,7 +74,7 @@ def plan(params: StudyParams, only: list[str] | None = None) -> list[Task]:
                 suffix = f"{m}-{s}"
                 deps = [t.key for t in tasks if t.notebook in needs and
                         (t.key == t.notebook or t.key.endswith("-" + suffix))]
-                tasks.append(Task(f"{nb}-{suffix}", nb, {"model": m, "species": s, **fixed}, deps))
+                tasks.append(Task(f"{nb}-{suffix}", nb, {"model": m, "species": s}, deps))
     if only:
         wanted = {t.key for t in tasks if t.notebook in only or t.key in only}
         missing = [o for o in only if not any(t.notebook == o or t.key == o for t in tasks)]
@@ -89,22 +92,78 @@ def plan(params: StudyParams, only: list[str] | None = None) -> list[Task]:
     return tasks
 
 
-def _source_hash() -> str:
-    h = hashlib.sha256()
-    for p in sorted((REPO / "petlib").rglob("*.py")):
-        h.update(p.read_bytes())
-    return h.hexdigest()
+def stage_checks(task: Task, params: StudyParams) -> list[stages.Check]:
+    """The stage stamps a task's notebook brings up to date (one per training repeat for 02_train)."""
+    m, sp = task.parameters.get("model"), task.parameters.get("species")
+    if task.stage == "train":
+        return [stages.train_check(params, m, sp, r) for r in range(params.repeats(m, sp))]
+    if task.stage == "eval":
+        return [stages.eval_check(params, m, sp)]
+    if task.stage == "export":
+        return [stages.export_check(params, m, sp)]
+    if task.stage == "compare":
+        return [stages.compare_check(params)]
+    return []
 
 
-def _task_key(task: Task, params_text: str, dep_keys: list[str], src: str) -> str:
-    h = hashlib.sha256()
-    h.update((NOTEBOOKS / f"{task.notebook}.ipynb").read_bytes())
-    h.update(params_text.encode())
-    h.update(json.dumps(task.parameters, sort_keys=True).encode())
-    h.update(src.encode())
-    for k in dep_keys:
-        h.update(k.encode())
-    return h.hexdigest()[:20]
+def notebook_code(notebook: str) -> set[str]:
+    """The petlib modules a notebook's cells use."""
+    import nbformat
+
+    nb = nbformat.read(str(NOTEBOOKS / f"{notebook}.ipynb"), as_version=4)
+    return codegraph.uses_in_source("\n".join(c.source for c in nb.cells if c.cell_type == "code"))
+
+
+def report_inputs(task: Task, params: StudyParams, checks: list[stages.Check]) -> dict:
+    """A report's own inputs: its notebook, the code its cells use, the stages it shows (by their
+    inputs' digest), and for 01_data the data itself."""
+    leave_out = stages.NEUTRAL if task.stage == "data" else stages.NEUTRAL | stages.DATA_MODULES
+    inputs = {"params": {"notebook parameters": task.parameters}, "files": {
+        "notebook": hashlib.sha256((NOTEBOOKS / f"{task.notebook}.ipynb").read_bytes()).hexdigest()[:16],
+        **{c.stage: c.digest() for c in checks}}, "code": stages.code_inputs(notebook_code(task.notebook), leave_out)}
+    if task.stage == "data":
+        d = stages.data_inputs(params)
+        inputs["params"].update(d["params"])
+        inputs["files"].update(d["files"])
+    if task.notebook == "06_inference":
+        m, sp = params.pick_run()
+        inputs["params"]["seed"] = params.seed
+        inputs["files"]["embedder"] = stages.file_digest(Layout(params).run_dir(m, sp) / "pet_embedder.onnx")
+    return inputs
+
+
+def forced_tasks(tasks: list[Task], force: bool | list[str] | None) -> set[str]:
+    """Task keys to re-run whatever their inputs: `force` True (all), or names of stages (train), notebooks
+    (02_train) or tasks (02_train-mnv3-cat), with every task that depends on them."""
+    if not force:
+        return set()
+    if force is True:
+        return {t.key for t in tasks}
+    names = set(force)
+    hit = {t.key for t in tasks if t.stage in names or t.notebook in names or t.key in names}
+    unknown = [n for n in names if not any(t.stage == n or t.notebook == n or t.key == n for t in tasks)]
+    if unknown:
+        raise ValueError(f"--force names {unknown}, which this study does not run; stages "
+                         f"{sorted({t.stage for t in tasks if t.stage})}, tasks {[t.key for t in tasks]}")
+    for t in tasks:  # tasks come in dependency order
+        if any(d in hit for d in t.deps):
+            hit.add(t.key)
+    return hit
+
+
+def why_run(task: Task, params: StudyParams, state: dict, report_dir: Path, forced: bool) -> tuple[list[str], bool]:
+    """(reasons to run the task, whether its stage itself must run); no reasons: up to date."""
+    checks = stage_checks(task, params)
+    stage_why = [f"{c.stage}: {', '.join(why)}" for c in checks if (why := c.reasons())]
+    if forced:
+        return ["forced"], True
+    if stage_why:
+        return stage_why, True
+    old = state.get(task.key, {})
+    if old.get("status") != "ok" or not (report_dir / (old.get("html") or "-")).is_file():
+        return ["no report yet" if not old else f"last run {old.get('status', 'unknown')}"], False
+    changed = stages.diff(old.get("inputs", {}), report_inputs(task, params, checks))
+    return ([f"re-render: {', '.join(changed)}"] if changed else []), False
 
 
 def write_kernelspec(folder: Path, env: dict | None = None) -> Path:
@@ -221,66 +280,159 @@ def execute(task: Task, params_file: Path, report_dir: Path, log=print, prefix: 
             "html": out_html.name}
 
 
-def run_study(params: StudyParams, only: list[str] | None = None, force: bool = False, log=print,
-              heartbeat_s: float = 10.0, wait: bool = False) -> int:
+def run_study(params: StudyParams, only: list[str] | None = None, force: bool | list[str] | None = None, log=print,
+              heartbeat_s: float = 10.0, wait: bool = False, dry_run: bool = False) -> int:
     """Run the study's notebooks, holding its output folder (`lock.StudyLock`: a second study there
-    refuses, or waits with `wait`); returns the number of failed tasks (0 on success). While one runs,
-    its elapsed time and progress are logged every `heartbeat_s` seconds."""
+    refuses, or waits with `wait`); returns the number of failed tasks (0 on success). Each task first
+    says whether it is up to date or what changed; `dry_run` says only that. `force`: True re-runs
+    everything, a list names stages, notebooks or tasks to re-run with what depends on them. While a
+    notebook runs, its elapsed time and progress are logged every `heartbeat_s` seconds."""
+    if dry_run:
+        return _dry_run(params, only, force, log)
     with StudyLock(Layout(params).out(".lock"), wait=wait, log=log):
         return _run_study(params, only, force, log, heartbeat_s)
 
 
-def _run_study(params: StudyParams, only, force: bool, log, heartbeat_s: float) -> int:
+def _dry_run(params: StudyParams, only, force, log) -> int:
+    report_dir = Layout(params).reports()
+    state = _read_state(report_dir)
+    tasks = plan(params, only)
+    forced, will = forced_tasks(tasks, force), set()
+    for i, task in enumerate(tasks, 1):
+        reasons, _ = why_run(task, params, state, report_dir, task.key in forced)
+        after = [d for d in task.deps if d in will]
+        if reasons or after:
+            will.add(task.key)
+        what = "; ".join(reasons) if reasons else "up to date"
+        log(f"[{i}/{len(tasks)}] {task.key}: {what}" + (f" (after {', '.join(after)}, which runs first)" if after else ""))
+    log(f"dry run: {len(will)} of {len(tasks)} tasks would run; nothing was run")
+    return 0
+
+
+def _read_state(report_dir: Path) -> dict:
+    path = report_dir / "state.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+RENDER_WORKERS = 2  # re-renders (stages up to date: nothing is trained or timed) run this many at a time
+
+
+def _run_study(params: StudyParams, only, force, log, heartbeat_s: float) -> int:
     report_dir = Layout(params).reports()
     report_dir.mkdir(parents=True, exist_ok=True)
     params_file = report_dir / "params.yaml"
-    keyed = {k: v for k, v in params_to_dict(params).items() if k != "notebooks"}  # the plan is not an input
-    params_text = yaml.safe_dump(keyed, sort_keys=False)
     dump_params(params, params_file)
-    state_path = report_dir / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     tasks = plan(params, only)
-    src = _source_hash()
+    forced = forced_tasks(tasks, force)
     if params.reproducible and reproducible.wants_cpu_pins(params.train.device):
         reproducible.pin_env()  # every notebook kernel inherits the CPU pins
     os.environ["JUPYTER_PATH"] = os.pathsep.join([kernel_dir(), os.environ.get("JUPYTER_PATH", "")]).strip(os.pathsep)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    keys: dict[str, str] = {}
-    failed = 0
+    run = _Runner(params, tasks, report_dir, params_file, _read_state(report_dir), log, heartbeat_s)
     t_study = time.time()
-    for i, task in enumerate(tasks, 1):
-        keys[task.key] = _task_key(task, params_text, [keys.get(d, "") for d in task.deps], src)
-        prefix = f"[{i}/{len(tasks)}] {task.key}"
-        bad_deps = [d for d in task.deps if state.get(d, {}).get("status") != "ok"]
+    with run.pool:
+        for i, task in enumerate(tasks, 1):
+            run.step(task, f"[{i}/{len(tasks)}] {task.key}", task.key in forced)
+        run.drain()
+    atomic_write_json(report_dir / "state.json", run.state)
+    index = write_index(params, tasks, run.state, report_dir)
+    log(f"study '{params.name}': {len(tasks) - run.failed}/{len(tasks)} ok ({run.ran} run, "
+        f"{len(tasks) - run.ran - run.failed} up to date) in {time.time() - t_study:.0f} s; index: {index}")
+    return run.failed
+
+
+class _Runner:
+    """One pass over the tasks. A task whose stage must run runs alone (training and timings never share
+    the CPU); a task that only re-renders goes to a pool of `RENDER_WORKERS` processes."""
+
+    def __init__(self, params, tasks, report_dir, params_file, state, log, heartbeat_s):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.params, self.tasks, self.report_dir, self.params_file = params, tasks, report_dir, params_file
+        self.state, self.log, self.heartbeat_s = state, log, heartbeat_s
+        self.failed = self.ran = 0
+        self.pending: dict = {}
+        self.pool = ThreadPoolExecutor(RENDER_WORKERS)
+
+    def step(self, task: Task, prefix: str, forced: bool) -> None:
+        bad_deps = [d for d in task.deps if self.state.get(d, {}).get("status") != "ok" and d not in self.pending]
         if bad_deps:
-            state[task.key] = {"status": "skipped", "error": f"depends on {', '.join(bad_deps)}, which did not succeed",
-                               "duration_s": 0, "headline": {}, "html": None, "key": keys[task.key]}
-            log(f"{prefix}: skipped ({state[task.key]['error']})")
-            failed += 1
-            continue
-        old = state.get(task.key, {})
-        if (not force and old.get("status") == "ok" and old.get("key") == keys[task.key]
-                and (report_dir / (old.get("html") or "")).is_file()):
-            log(f"{prefix}: up to date, skipped (use --force to re-run)")
-            continue
-        log(f"{prefix}: running ...")
+            self.state[task.key] = {"status": "skipped", "duration_s": 0, "headline": {}, "html": None,
+                                    "error": f"depends on {', '.join(bad_deps)}, which did not succeed"}
+            self.log(f"{prefix}: skipped ({self.state[task.key]['error']})")
+            self.failed += 1
+            return
+        reasons, stage_runs = why_run(task, self.params, self.state, self.report_dir, forced)
+        if not reasons:
+            self.log(f"{prefix}: up to date")
+            return
+        self.ran += 1
+        if not stage_runs:
+            self.log(f"{prefix}: {'; '.join(reasons)}; rendering ...")
+            self.pending[task.key] = (task, prefix, reasons, self.pool.submit(
+                _render, task, self.params_file, self.report_dir, prefix, self.heartbeat_s, self.log))
+            return
+        self.drain()  # nothing else runs while a stage trains, evaluates or times
+        self.log(f"{prefix}: {'; '.join(reasons)}; running ...")
+        run_task = Task(task.key, task.notebook, {**task.parameters, **({"force": True} if forced and
+                                                                      task.stage in FORCEABLE else {})}, task.deps)
         try:
-            result = execute(task, params_file, report_dir, log, prefix, heartbeat_s)
+            result = execute(run_task, self.params_file, self.report_dir, self.log, prefix, self.heartbeat_s)
         except Exception as e:
             traceback.print_exc()
             result = {"status": "failed", "error": _first_error_line(e), "duration_s": 0, "headline": {}, "html": None}
-        result["key"] = keys[task.key]
-        state[task.key] = result
-        atomic_write_json(state_path, state)
-        msg = f"{prefix}: {result['status']} in {result['duration_s']:.0f} s"
-        log(msg + (f" - {result['error']}" if result["error"] else ""))
-        failed += result["status"] != "ok"
-        write_index(params, tasks, state, report_dir)
-    atomic_write_json(state_path, state)
-    index = write_index(params, tasks, state, report_dir)
-    log(f"study '{params.name}': {len(tasks) - failed}/{len(tasks)} ok in {time.time() - t_study:.0f} s; "
-        f"index: {index}")
-    return failed
+        self.finish(task, prefix, reasons, result)
+
+    def drain(self) -> None:
+        for task, prefix, reasons, future in list(self.pending.values()):
+            try:
+                result = future.result()
+            except Exception as e:
+                result = {"status": "failed", "error": _first_error_line(e), "duration_s": 0, "headline": {}, "html": None}
+            self.finish(task, prefix, reasons, result)
+        self.pending.clear()
+
+    def finish(self, task: Task, prefix: str, reasons: list[str], result: dict) -> None:
+        result["why"] = "; ".join(reasons)
+        if result["status"] == "ok":
+            result["inputs"] = report_inputs(task, self.params, stage_checks(task, self.params))
+        self.state[task.key] = result
+        atomic_write_json(self.report_dir / "state.json", self.state)
+        self.log(f"{prefix}: {result['status']} in {result['duration_s']:.0f} s" +
+                 (f" - {result['error']}" if result["error"] else ""))
+        self.failed += result["status"] != "ok"
+        write_index(self.params, self.tasks, self.state, self.report_dir)
+
+
+def _render(task: Task, params_file: Path, report_dir: Path, prefix: str, heartbeat_s: float, log) -> dict:
+    """A re-render in a process of its own (`python -m petlib.study`), so that its environment (the
+    progress file its kernel writes) is its own; its lines are passed on to `log`."""
+    import subprocess
+
+    result = report_dir / f".{task.key}.result.json"
+    result.unlink(missing_ok=True)
+    job = json.dumps({"key": task.key, "notebook": task.notebook, "parameters": task.parameters,
+                      "params_file": str(params_file), "report_dir": str(report_dir), "prefix": prefix,
+                      "heartbeat_s": heartbeat_s, "result": str(result)})
+    with subprocess.Popen([sys.executable, "-m", "petlib.study", job], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            log(line.rstrip("\n"))
+    if not result.is_file():
+        raise RuntimeError(f"the render process of {task.key} exited with {proc.returncode} and no result")
+    out = json.loads(result.read_text())
+    result.unlink()
+    return out
+
+
+def _render_main(job: dict) -> None:
+    task = Task(job["key"], job["notebook"], job["parameters"])
+    r = execute(task, Path(job["params_file"]), Path(job["report_dir"]), lambda line: print(line, flush=True),
+                job["prefix"], job["heartbeat_s"])
+    atomic_write_json(Path(job["result"]), r)
 
 
 def _fmt(v) -> str:
@@ -297,6 +449,7 @@ def write_index(params: StudyParams, tasks: list[Task], state: dict, report_dir:
         link = f"<a href='{s['html']}'>{t.key}</a>" if s.get("html") else t.key
         figs = "<br>".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in (s.get("headline") or {}).items())
         err = f"<br><small>{html.escape(s['error'])}</small>" if s.get("error") else ""
+        err += f"<br><small>ran: {html.escape(s['why'])}</small>" if s.get("why") else ""
         rows.append(f"<tr><td>{link}</td><td style='color:{colour}'><b>{s['status']}</b>{err}</td>"
                     f"<td align=right>{s.get('duration_s', 0):.0f} s</td><td>{figs}</td></tr>")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(params.name)} study</title>"
@@ -310,3 +463,6 @@ def write_index(params: StudyParams, tasks: list[Task], state: dict, report_dir:
     atomic_write_text(path, page)
     return path
 
+
+if __name__ == "__main__":
+    _render_main(json.loads(sys.argv[1]))

@@ -25,8 +25,9 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Sampler
 
-from . import data, metrics, reproducible, runtime
-from .config import StudyParams, params_to_dict
+from . import data, metrics, reproducible, runtime, stages
+from .config import StudyParams, params_to_dict, project_root, relative_paths
+from .curves import Curves
 from .embed import embed_images
 from .io import atomic_path, atomic_write_json, load_torch
 from .layout import Layout
@@ -109,7 +110,15 @@ def run_config(params: StudyParams, model_name: str, species: str, num_classes: 
             "arcface_m": t.arcface_m, "margin_warmup_frac": t.margin_warmup_frac, "partial_fc": t.partial_fc,
             "label_smoothing": t.label_smoothing, "grad_clip": t.grad_clip, "seed": params.train_seed(repeat), "repeat": repeat,
             "mean": list(data.IMAGENET_MEAN), "std": list(data.IMAGENET_STD), "channel_order": "RGB",
-            "data_fingerprint": fingerprint, "params": params_to_dict(params)}
+            "data_fingerprint": fingerprint,
+            "params": params_to_dict(_portable(params))}
+
+
+def _portable(params: StudyParams) -> StudyParams:
+    """The params with paths inside the project relative to it (RunDir.params resolves them against the
+    run's project), so the record reads the same after the checkout moves."""
+    root = project_root(Layout(params).root)
+    return relative_paths(params, root) if (root / "pyproject.toml").is_file() else params
 
 
 # --------------------------------------------------------------------------- set-up
@@ -133,6 +142,7 @@ class Setup:
     pairs: np.ndarray
     config: dict
     eval_kw: dict
+    curves: Curves | None = None
 
 
 def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtime, progress: bool,
@@ -324,6 +334,9 @@ def train_one_epoch(s: Setup, epoch: int, tp, progress: bool, out: Path, start: 
                 break
             waited += time.time() - t_wait
             loss = train_step(s, x, y, tp, epoch, step, out)
+            if s.curves:
+                s.curves.step(epoch * s.steps_per_epoch + step + 1, loss, {g["name"]: g["lr"] for g in s.opt.param_groups},
+                              s.model.arcface.m)
             seen += x.shape[0]
             loss_sum += loss
             bar.update(1)
@@ -369,45 +382,43 @@ class TrainResult:
     main: bool = True  # this process is rank 0 (the one that wrote the artefacts)
 
 
-def finished_history(params: StudyParams, model_name: str, species: str, out: Path, repeat: int = 0) -> dict | None:
-    """The history of a finished run in `out` that was trained with exactly these params on exactly
-    this data (same config.json), else None."""
-    run = RunDir(out)
-    needed = ("config.json", "history.json", "pet_embedder.pt", "pet_embedder.onnx")
-    if not all(run.file(n).is_file() for n in needed) or not Layout(params).split_manifest(species).is_file():
-        return None
-    splits = data.load_splits(params, species)
-    fingerprint = data.fingerprint(splits["train"].root, splits["train"].paths + splits["val"].paths)
-    want = run_config(params, model_name, species, len(splits["train"].identities), fingerprint, repeat)
-    have = {k: v for k, v in run.config().items() if k != "embedder"}
-    return run.history() if have == json.loads(json.dumps(want)) else None
-
-
 def train_model(params: StudyParams, model_name: str, species: str, out_dir: str | Path | None = None,
                 resume: bool = False, progress: bool = True, stop_after_epoch: int | None = None,
                 reuse: bool = False, repeat: int = 0, log=print) -> TrainResult:
     """Train one (model, species) pair into `out_dir` (default `Layout(params).run_dir(...)`).
 
     Returns the history and this rank's trained model (in memory; rank 0 also wrote the artefacts).
-    `reuse` returns the history of a finished run with the same config instead of training again (a
-    notebook opened after `make study`). `stop_after_epoch` ends the run after that epoch as if it had
-    been killed there (checkpoints written, no final export): what the resume test uses. `repeat` r
-    trains with seed + r into its own run folder (`Layout(params).run_dir(model, species, r)`).
+    `reuse`: when the run's stage stamp (`stages.train_check`) says it finished with these very inputs,
+    return its history instead of training (wherever and however it was trained: `petface train`,
+    torchrun, a study); when it started with them and stopped, resume from its last checkpoint.
+    `stop_after_epoch` ends the run after that epoch as if it had been killed there (checkpoints
+    written, no final export): what the resume test uses. `repeat` r trains with seed + r into its own
+    run folder (`Layout(params).run_dir(model, species, r)`).
     """
     tp = params.train
     out = Path(out_dir) if out_dir else Layout(params).run_dir(model_name, species, repeat)
-    if reuse and not resume and (history := finished_history(params, model_name, species, out, repeat)) is not None:
-        log(f"{model_name}-{species}: reusing the finished run in {out} (same params and data); "
-            f"set retrain = True to train again")
-        return TrainResult(history, None, out, True)
+    check = stages.train_check(params, model_name, species, repeat)
+    check.stamp = out / stages.STAMP
+    if reuse and not resume and check.up_to_date() and RunDir(out).file("pet_embedder.pt").is_file():
+        log(f"{model_name}-{species}: training up to date in {out} (same inputs); force it to train again")
+        return TrainResult(RunDir(out).history(), None, out, True)
+    if reuse and not resume and check.resumable() and (out / "last_checkpoint.pt").is_file():
+        log(f"{out.name}: an earlier run with these inputs stopped; resuming from its last checkpoint")
+        resume = True
     if resume and not (out / "last_checkpoint.pt").is_file():
         raise FileNotFoundError(f"{out / 'last_checkpoint.pt'}: no checkpoint to resume from (train without --resume)")
     rt = runtime.setup(tp.device, tp.amp)
     kernels = reproducible.apply(params.reproducible, rt.device)
     runtime.seed_everything(params.train_seed(repeat))
     s = build(params, model_name, species, rt, progress, repeat)
+    check = stages.train_check(params, model_name, species, repeat)  # now that the splits exist
+    check.stamp = out / stages.STAMP
+    if rt.main:
+        check.write("started", **_provenance(rt, kernels))
     history, best, start_epoch, partial = start_or_resume(s, out, resume, log)
     history["kernels"] = kernels
+    s.curves = Curves(out, rt.main, resume_step=start_epoch * s.steps_per_epoch + (partial or {}).get("step", 0) + 1
+                      if resume else None)
     ck = Checkpoints(tp.checkpoint_minutes)
 
     def on_step(epoch: int, progress_: dict) -> None:
@@ -424,6 +435,8 @@ def train_model(params: StudyParams, model_name: str, species: str, out_dir: str
             if rt.main and ((epoch + 1) % tp.val_every == 0 or epoch + 1 == s.epochs):
                 entry["val"] = validate(s)
             history["epochs"].append(entry)
+            if s.curves:
+                s.curves.epoch((epoch + 1) * s.steps_per_epoch, entry)
             if rt.main:
                 best = save_epoch(s, out, epoch, entry, history, best)
                 ck.last = time.time()
@@ -433,15 +446,24 @@ def train_model(params: StudyParams, model_name: str, species: str, out_dir: str
             if ck.signum is not None and epoch + 1 < s.epochs:
                 _interrupted(s, out, ck.signum, f"the end of epoch {epoch + 1}", params, model_name, species)
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < s.epochs:
+                s.curves.close()
                 runtime.teardown(rt)
                 return TrainResult(history, s.model, out, rt.main)
+    s.curves.close()
     if rt.main:
         finalize(out)
+        check.write("finished", **_provenance(rt, kernels))
     runtime.teardown(rt)
     return TrainResult(history, s.model, out, rt.main)
 
 
+def _provenance(rt: runtime.Runtime, kernels) -> dict:
+    """How and where the run computed: recorded beside its inputs, never compared."""
+    return {"device": str(rt.device), "processes": rt.world, "torch": torch.__version__, "kernels": kernels}
+
+
 def _interrupted(s: Setup, out: Path, signum: int, where: str, params: StudyParams, model: str, species: str):
+    s.curves.close()
     runtime.teardown(s.rt)
     raise TrainingInterrupted(f"{s.name}: {signal.Signals(signum).name} at {where}; checkpoint {out / 'last_checkpoint.pt'}"
                               f" written; resume with: petface train PARAMS --model {model} --species {species} --resume",

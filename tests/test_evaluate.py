@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from petlib import embed, evaluate, metrics, schema
+from petlib import embed, eval_report, evaluate, metrics, schema
 from petlib.data import load_split
 from petlib.layout import Layout
 from petlib.run import RunDir
@@ -43,7 +43,8 @@ def test_evaluate_run_writes_every_number_and_plot(trained):
     assert saved["ranking"]["tar@far=1e-4"] is None, "2,000 pairs cannot measure FAR 1e-4: null, not 0"
     assert 0 <= saved["retrieval"]["recall@1"] <= 1 and len(saved["cmc"]) == 20
     assert saved["efficiency"]["params"] > 1_000_000
-    for name in evaluate.PLOTS:
+    eval_report.draw(trained, "mnv3", "cat", saved)
+    for name in eval_report.PLOTS:
         assert (out / name).stat().st_size > 1000, name
     assert m["retrieval"] == saved["retrieval"]
     declared = {s.name for s in metrics.specs()}
@@ -128,7 +129,7 @@ def test_repeats_train_with_other_seeds_and_are_evaluated_on_the_same_test_set(t
     emb1 = embed.embed_images(RunDir(r1.out_dir).load_embedder(), test.paths, 64)
     assert m["repeats"][1]["retrieval"]["recall@1"] == pytest.approx(metrics.retrieval(emb1, test.labels)["recall@1"])
     assert len(m["test_fingerprint"]) == 16
-    assert evaluate.headline(m)["R@1 over 2 seeds"] == f"{st['mean']:.4f} ± {st['std']:.4f} sd"
+    assert eval_report.headline(m)["R@1 over 2 seeds"] == f"{st['mean']:.4f} ± {st['std']:.4f} sd"
     results = [train.TrainResult(RunDir(Layout(p).run_dir("mnv3", "cat", r)).history(), None, Layout(p).run_dir("mnv3", "cat", r))
                for r in (0, 1)]
     s = train.repeat_summary(results)

@@ -7,39 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from petlib.codegraph import import_graph, module_files
+
 PETLIB = Path(__file__).resolve().parent.parent / "petlib"
-
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PETLIB.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def import_graph() -> dict[str, set[str]]:
-    """petlib module -> the petlib modules it imports anywhere in its source (functions included)."""
-    modules = {_module_name(p): p for p in PETLIB.rglob("*.py")}
-    graph = {m: set() for m in modules}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            targets = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                    base = ".".join(up + ([node.module] if node.module else []))
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
-            for t in targets:
-                while t and t not in modules:
-                    t = t.rpartition(".")[0]
-                # importing a.b.c runs the packages a.b's __init__ first: an edge to each enclosing package
-                while t and t != "petlib":
-                    if t != name and not name.startswith(t + "."):
-                        graph[name].add(t)
-                    t = t.rpartition(".")[0]
-    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -80,8 +50,7 @@ def test_submodules_never_import_their_own_package():
     """A package's __init__ imports its submodules; a submodule importing the package back (`from . import
     x` where x is not a module, or `from .. import pkg` of its own package) would be a cycle."""
     bad = []
-    for path in PETLIB.rglob("*.py"):
-        name = _module_name(path)
+    for name, path in module_files().items():
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 1 and not node.module and path.name != "__init__.py":

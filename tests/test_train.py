@@ -85,6 +85,23 @@ def test_run_writes_the_designs_artefacts(params, tmp_path):
     with torch.no_grad():
         ref = emb(torch.from_numpy(x)).numpy()
     assert ((got * ref).sum(1)).min() >= 0.9999
+    _check_tensorboard(run, saved)
+
+
+def _check_tensorboard(run, hist):
+    """The run folder holds TensorBoard events with the live curves; TensorBoard's own reader sees them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/margin", "lr/head", "lr/backbone", "epoch/images_per_s", "epoch/data_wait_frac",
+            "val/accuracy"} <= tags
+    steps = [e.step for e in acc.Scalars("train/loss")]
+    assert steps == list(range(1, 2 * 3 + 1)), "one point per step of the 2 epochs of 3 steps"
+    val = [e.value for e in acc.Scalars("val/accuracy")]
+    assert val == pytest.approx([e["val"]["accuracy"] for e in hist["epochs"] if e["val"]])
+    assert [e.value for e in acc.Scalars("epoch/images_per_s")] == pytest.approx([e["images_per_s"] for e in hist["epochs"]])
 
 
 @pytest.mark.timeout(900)
@@ -166,6 +183,13 @@ def test_ddp_two_cpu_processes_end_identical(params, tmp_path, repo):
     assert len(hist["epochs"]) == 2 and all(math.isfinite(e["loss"]) for e in hist["epochs"])
     assert hist["epochs"][-1]["val"] is not None
     assert (out / "pet_embedder.onnx").is_file()
+    from petlib import stages
+
+    stamp = json.loads((out / stages.STAMP).read_text())
+    assert stamp["state"] == "finished" and stamp["processes"] == 2, "rank 0 stamped the run, with its process count"
+    check = stages.train_check(p, "mnv3", "cat")
+    check.stamp = out / stages.STAMP
+    assert check.up_to_date(), "a study (one process) with these params uses the torchrun run as it is"
 
 
 @pytest.mark.timeout(900)
@@ -182,19 +206,25 @@ def test_training_clearly_beats_the_untrained_model(params, tmp_path):
 
 
 def test_reuse_shows_the_finished_run_and_only_for_the_same_params(trained_ci):
-    """02_train opened after a study shows the finished run; any change of params means training again."""
+    """02_train opened after a study shows the finished run; a change of an input means training again,
+    and the stamp says which."""
     import copy
+
+    from petlib import stages
 
     run = Layout(trained_ci).run_dir("mnv3", "cat")
     stamp = (run / "last_checkpoint.pt").stat().st_mtime_ns
     logs = []
     r = train.train_model(trained_ci, "mnv3", "cat", reuse=True, progress=False, log=logs.append)
-    assert r.model is None and r.history == rundir.RunDir(run).history() and "reusing the finished run" in logs[0]
+    assert r.model is None and r.history == rundir.RunDir(run).history() and "training up to date" in logs[0]
     assert (run / "last_checkpoint.pt").stat().st_mtime_ns == stamp, "nothing was trained or written"
     changed = copy.deepcopy(trained_ci)
     changed.model("mnv3").lr *= 2
-    assert train.finished_history(changed, "mnv3", "cat", run) is None
-    assert train.finished_history(trained_ci, "mnv3", "cat", run) == r.history
+    assert stages.train_check(changed, "mnv3", "cat").reasons() == ["model.lr 0.001 -> 0.002"]
+    assert stages.train_check(trained_ci, "mnv3", "cat").up_to_date()
+    moved = copy.deepcopy(trained_ci)
+    moved.reports_dir, moved.train.device, moved.train.num_workers = "/elsewhere", "cpu", 3
+    assert stages.train_check(moved, "mnv3", "cat").up_to_date(), "paths and provenance are not inputs"
 
 
 def test_same_weights_give_the_same_checkpoint_bytes(tmp_path):

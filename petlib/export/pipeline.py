@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import data, metrics, reproducible
+from .. import data, metrics, reproducible, stages
 from ..embed import preprocess_images
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json
 from ..latency import torch_runner
 from ..layout import Layout
 from ..run import RunDir
@@ -145,15 +145,27 @@ def _formats(names: list[str] | None) -> list[Format]:
 
 
 def export_run(params, model: str, species: str, formats: list[str] | None = None, out_dir: Path | None = None,
-               run_dir: Path | None = None, progress: bool = False) -> dict:
+               run_dir: Path | None = None, progress: bool = False, force: bool = False, log=print) -> dict:
     """Export one trained run to each format and check each file against PyTorch on the test split:
     cosine parity, task deltas (verification accuracy, R@1, TAR@FAR=1e-3) and CPU latency (batch 1
     and 32, one thread and all threads). `formats` defaults to `params.export.formats` (empty: all).
-    Writes and returns {model, species, rows, metadata, reference}."""
+    Writes and returns {model, species, rows, metadata, reference}: the export.json already written when
+    the stage's inputs (`stages.export_check`) match its stamp, unless `force`."""
     fmts = _formats(formats or params.export.formats)
+    out = Path(out_dir) if out_dir else Layout(params).export_dir(model, species)
+    check = stages.export_check(params, model, species)
+    check.stamp, check.params["export.formats"] = out / stages.STAMP, [f.id for f in fmts]
+    if not force and (out / "export.json").is_file() and check.up_to_date():
+        log(f"{model}-{species}: export up to date ({out / 'export.json'}); force=True exports again")
+        return read_json(out / "export.json")
+    result = _export(params, model, species, fmts, out, run_dir, progress)
+    check.write()
+    return result
+
+
+def _export(params, model: str, species: str, fmts: list[Format], out: Path, run_dir: Path | None, progress: bool) -> dict:
     reproducible.apply(params.reproducible, torch.device("cpu"))  # exports are checked on the CPU
     run = RunDir(run_dir or Layout(params).run_dir(model, species))
-    out = Path(out_dir) if out_dir else Layout(params).export_dir(model, species)
     out.mkdir(parents=True, exist_ok=True)
     embedder = run.load_embedder().to(memory_format=torch.contiguous_format)
     cfg = run.config()

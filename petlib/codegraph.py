@@ -1,0 +1,159 @@
+"""Which petlib code a result depends on: the modules its entry points *use*, followed through imports
+and the packages' re-exports (`from . import data` then `data.FaceDataset` is a use of
+`petlib.data.transforms`, not of the whole data package), and a digest of their code that ignores
+comments, docstrings and formatting. The study's stages (`petlib.stages`) hash this code, so an edit
+retrains only what imports the edited function's module.
+
+Also the plain import graph (enclosing packages included) that tests/test_layers.py checks for cycles.
+Torch-free, and reads only petlib's own source files.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+from pathlib import Path
+
+PETLIB = Path(__file__).resolve().parent
+
+
+@functools.cache
+def module_files() -> dict[str, Path]:
+    """'petlib.metrics.ranking' -> its file, for every module of the package."""
+    out = {}
+    for p in sorted(PETLIB.rglob("*.py")):
+        parts = p.relative_to(PETLIB.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    return out
+
+
+def _package(name: str) -> str:
+    return name if module_files()[name].name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _base(node: ast.ImportFrom, package: str) -> str:
+    if not node.level:
+        return node.module or ""
+    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+    return ".".join(up + ([node.module] if node.module else []))
+
+
+def _enclosing(name: str) -> str:
+    """The module itself, or the nearest enclosing petlib module of a dotted name."""
+    while name and name not in module_files():
+        name = name.rpartition(".")[0]
+    return name
+
+
+@functools.cache
+def _parsed(name: str) -> ast.Module:
+    return ast.parse(module_files()[name].read_text())
+
+
+def import_graph() -> dict[str, set[str]]:
+    """petlib module -> the petlib modules it imports anywhere in its source (functions included);
+    importing a.b.c runs the packages' __init__ first, so each enclosing package is an edge too."""
+    modules = module_files()
+    graph = {m: set() for m in modules}
+    for name in modules:
+        for node in ast.walk(_parsed(name)):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = _base(node, _package(name))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            for t in targets:
+                t = _enclosing(t)
+                while t and t != "petlib":
+                    if t != name and not name.startswith(t + "."):
+                        graph[name].add(t)
+                    t = t.rpartition(".")[0]
+    return graph
+
+
+@functools.cache
+def _exports(package: str) -> dict[str, str]:
+    """name -> the module that defines it, for what a package's __init__ imports from its submodules."""
+    out: dict[str, str] = {}
+    for node in ast.walk(_parsed(package)):
+        if isinstance(node, ast.ImportFrom):
+            base = _base(node, package)
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                out[a.asname or a.name] = sub if sub in module_files() else _defining(_enclosing(base), a.name)
+    return out
+
+
+def _defining(module: str, name: str) -> str:
+    """Where `name`, imported from `module`, is defined: followed through package re-exports."""
+    if module and module_files()[module].name == "__init__.py" and name in _exports(module):
+        return _exports(module)[name]
+    return module
+
+
+def _uses_of(tree: ast.AST, package: str) -> set[str]:
+    """The petlib modules whose definitions this code uses (its imports, re-exports resolved)."""
+    modules, used, bound = module_files(), set(), {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = _base(node, package)
+            if not (base == "petlib" or base.startswith("petlib.")):
+                continue
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                if sub in modules:
+                    bound[a.asname or a.name] = sub
+                    if modules[sub].name != "__init__.py":
+                        used.add(sub)
+                else:
+                    used.add(_defining(_enclosing(base), a.name))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound:
+            mod = bound[node.value.id]
+            used.add(f"{mod}.{node.attr}" if f"{mod}.{node.attr}" in modules else _defining(mod, node.attr))
+    return {u for u in used if u}
+
+
+@functools.cache
+def use_graph() -> dict[str, frozenset[str]]:
+    """petlib module -> the modules whose definitions it uses."""
+    return {m: frozenset(_uses_of(_parsed(m), _package(m)) - {m}) for m in module_files()}
+
+
+def closure(entries: set[str] | frozenset[str]) -> set[str]:
+    """The entries and every module they use, transitively."""
+    graph, seen, stack = use_graph(), set(), list(entries)
+    while stack:
+        m = stack.pop()
+        if m not in seen:
+            seen.add(m)
+            stack.extend(graph.get(m, ()))
+    return seen
+
+
+def uses_in_source(source: str) -> set[str]:
+    """The petlib modules a piece of code (a notebook's cells) uses directly."""
+    return _uses_of(ast.parse(source), "petlib")
+
+
+def _strip_docstrings(tree: ast.Module) -> ast.Module:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body \
+                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
+                and isinstance(node.body[0].value.value, str):
+            node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.cache
+def code_digest(module: str) -> str:
+    """A module's code without comments, docstrings and layout: what it computes, not how it reads."""
+    tree = _strip_docstrings(ast.parse(module_files()[module].read_text()))
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:12]
+
+
+def relpath(module: str) -> str:
+    """'petlib/metrics/ranking.py': how reasons name a module."""
+    return module_files()[module].relative_to(PETLIB.parent).as_posix()

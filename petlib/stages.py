@@ -1,0 +1,268 @@
+"""What each stage of the study reads, declared once (as a DVC stage declares `params` and `deps`), and
+the stamp that records it beside the stage's artefacts.
+
+A stage's inputs come in three groups:
+- **params**: the keys it reads (`PARAMS`), by value. Paths are never inputs: what a path holds is
+  (`files`), so a moved checkout or output folder reuses everything.
+- **files**: fingerprints of the data splits (relative paths and sizes), hashes of checkpoints,
+  metrics files, a pretrained weights file, the protocol file.
+- **code**: the petlib modules the stage's entry point uses (`petlib.codegraph`: imports and re-exports
+  followed), each by a digest that ignores comments, docstrings and layout. Left out: `NEUTRAL`
+  modules, which cannot change a result (file writing, progress bars, params parsing, paths), and
+  `DATA_MODULES`, whose effect reaches a stage only through the files they write, which the `files`
+  fingerprints cover.
+
+How and where a stage computes (device, AMP, worker and process count, CPU kernel pins, library
+versions) is provenance, recorded in the run, never a reason to redo it: a run trained on four GPUs
+with torchrun is used by a CPU study with the same inputs. `petface study --force train` redoes a
+stage after a change the inputs cannot see (a library upgrade, a fix outside petlib).
+
+A stage writes `stage.json` last, after its artefacts, with state "finished"; training writes it with
+state "started" first, so that a study killed mid-run resumes from the last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import codegraph
+from .config import StudyParams
+from .constants import FORMAT_IDS
+from .io import atomic_write_json, file_sha256
+from .layout import Layout, run_name
+
+STAMP = "stage.json"
+
+# Modules that cannot change a stage's numbers: writing files, progress, params parsing, paths, locks,
+# this module and the code graph, the training curves (TensorBoard).
+NEUTRAL = frozenset({"petlib.io", "petlib.progress", "petlib.config", "petlib.layout", "petlib.lock",
+                     "petlib.stages", "petlib.codegraph", "petlib.curves"})
+# Modules that produce the data: the split fingerprints in `files` cover what they do.
+DATA_MODULES = frozenset({"petlib.synth", "petlib.data.prepare", "petlib.data.scan", "petlib.data.splits",
+                          "petlib.data.types", "petlib.data.sources", "petlib.data.sources.base",
+                          "petlib.data.sources.files", "petlib.data.sources.folders", "petlib.data.sources.petface",
+                          "petlib.data.sources.synth", "petlib.data.sources.table"})
+
+ENTRY = {"train": {"petlib.train"}, "eval": {"petlib.evaluate"}, "export": {"petlib.export.pipeline"},
+         "compare": {"petlib.compare_stage"}}
+
+_TRAIN = ("batch_size", "weight_decay", "warmup_epochs", "eta_min", "arcface_s", "arcface_m", "margin_warmup_frac",
+          "label_smoothing", "grad_clip", "dropout", "embedding_dim", "val_every", "max_steps_per_epoch", "partial_fc")
+PARAMS = {
+    "data": ("seed", "data.source", "data.benchmark", "data.lookalike_column", "data.species", "data.synth.n_identities",
+             "data.synth.image_size", "data.synth.seed", "data.synth.lookalike_family", "data.min_images",
+             "data.split_ratios", "data.max_pixels"),
+    "train": ("seed", "data.image_size", "data.n_pairs", *(f"train.{k}" for k in _TRAIN), "model.backbone", "model.head",
+              "model.lr", "model.backbone_lr_mult", "model.epochs"),
+    "eval": ("seed", "eval.tta", "eval.n_rank_pairs", "eval.n_triplets", "eval.n_overfit", "eval.n_robustness",
+             "eval.n_bootstrap", "eval.gallery_frac", "data.lookalike_column", "data.synth.lookalike_family"),
+    "export": ("seed", "eval.n_rank_pairs", "export.formats", "export.int8_max_mb"),
+    "compare": ("seed", "eval.n_bootstrap", "data.benchmark"),
+}
+# Every other params key, and why it is not an input (tests/test_stages.py checks that each key is one or the other).
+NOT_INPUTS = {
+    "name": "the study's folder name", "output_dir": "a path", "reports_dir": "a path", "data.synth_dir": "a path",
+    "data.roots": "paths: the files' fingerprints are inputs", "data.tables": "paths: the files' hashes are inputs",
+    "data.identity_lists": "paths: the files' hashes are inputs", "data.manifest": "paths: the splits' fingerprints are inputs",
+    "model.pretrained": "a path: the weights file's hash is an input", "model.name": "names the run folder",
+    "model.species": "which runs exist", "notebooks": "which reports exist", "export.runs": "which runs are exported",
+    "eval.compare": "NAME:DIR entries: the metrics files' hashes are inputs", "train.repeats": "how many runs exist",
+    "train.repeat_runs": "which runs repeat", "reproducible": "how kernels are picked (provenance)",
+    "train.device": "where it runs (provenance)", "train.amp": "how it computes on a GPU (provenance)",
+    "train.channels_last": "memory layout (provenance)", "train.num_workers": "loader processes; augmentations are "
+    "seeded per image and epoch", "train.pin_memory": "a transfer detail", "train.checkpoint_minutes": "how often "
+    "a resumable checkpoint is written",
+}
+
+
+def param_value(params: StudyParams, key: str, model: str | None = None):
+    """The value of a dotted key (`model.` keys of the named model)."""
+    node = params.model(model) if key.startswith("model.") else params
+    for part in key.split(".")[1:] if key.startswith("model.") else key.split("."):
+        node = getattr(node, part)
+    return json.loads(json.dumps(node))
+
+
+def code_inputs(entries: set[str], leave_out: frozenset[str] = NEUTRAL | DATA_MODULES) -> dict[str, str]:
+    """petlib file -> digest, for every module the entry points use, neutral and data modules aside."""
+    mods = codegraph.closure(entries) - leave_out
+    return {codegraph.relpath(m): codegraph.code_digest(m) for m in sorted(mods)
+            if codegraph.module_files()[m].name != "__init__.py"}
+
+
+def file_digest(path: Path) -> str | None:
+    """A file's SHA-256 (16 hex digits), None when it does not exist."""
+    return file_sha256(path)[:16] if Path(path).is_file() else None
+
+
+@dataclass
+class Check:
+    """One stage's inputs now, and its stamp file; `reasons()` says what changed since it last finished."""
+    stage: str
+    stamp: Path
+    params: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    code: dict = field(default_factory=dict)
+
+    def inputs(self) -> dict:
+        return {"params": self.params, "files": self.files, "code": self.code}
+
+    def recorded(self) -> dict | None:
+        try:
+            return json.loads(self.stamp.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def reasons(self) -> list[str]:
+        """Empty when up to date, else what changed, in words (`eval.n_bootstrap 200 -> 21`)."""
+        old = self.recorded()
+        if old is None:
+            return ["not run yet"]
+        why = diff(old.get("inputs", {}), self.inputs())
+        if old.get("state") != "finished":
+            why = ["did not finish"] + why
+        return why
+
+    def up_to_date(self) -> bool:
+        return not self.reasons()
+
+    def resumable(self) -> bool:
+        """Started with these very inputs and stopped before the end (training resumes then)."""
+        old = self.recorded()
+        return bool(old) and old.get("state") == "started" and not diff(old.get("inputs", {}), self.inputs())
+
+    def write(self, state: str = "finished", **provenance) -> None:
+        atomic_write_json(self.stamp, {"stage": self.stage, "state": state, "inputs": self.inputs(),
+                                       "host": socket.gethostname(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                       **provenance})
+
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.inputs(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def diff(old: dict, new: dict, most: int = 6) -> list[str]:
+    """What differs between two recorded inputs: params by value, files and code by name."""
+    out = []
+    for group in ("params", "files", "code"):
+        a, b = old.get(group, {}), new.get(group, {})
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) == b.get(k):
+                continue
+            if group == "params":
+                out.append(f"{k} {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}")
+            elif group == "code":
+                out.append(f"code {k} " + ("changed" if k in a and k in b else "added" if k in b else "no longer used"))
+            else:
+                out.append(f"{k} " + ("changed" if a.get(k) and b.get(k) else "new" if b.get(k) else "gone"))
+    return out if len(out) <= most else out[:most] + [f"and {len(out) - most} more"]
+
+
+def _params_of(params: StudyParams, stage: str, model: str | None = None) -> dict:
+    return {k: param_value(params, k, model) for k in PARAMS[stage]}
+
+
+def _split_fingerprints(params: StudyParams, species: str, which: tuple[str, ...]) -> dict:
+    from . import data
+
+    try:
+        splits = data.load_splits(params, species)
+    except data.DataError:
+        return {f"{'+'.join(which)} split": None}
+    paths = [p for s in which for p in splits[s].paths]
+    return {f"{'+'.join(which)} split": data.fingerprint(splits[which[0]].root, paths)}
+
+
+def train_check(params: StudyParams, model: str, species: str, repeat: int = 0) -> Check:
+    m = params.model(model)
+    files = _split_fingerprints(params, species, ("train", "val"))
+    if m.pretrained:
+        files["pretrained weights"] = file_digest(Path(m.pretrained)) if m.pretrained != "hub" else "hub"
+    ps = {**_params_of(params, "train", model), "train seed": params.train_seed(repeat)}
+    return Check(f"train {run_name(model, species, repeat)}", Layout(params).run_dir(model, species, repeat) / STAMP,
+                 ps, files, code_inputs(ENTRY["train"]))
+
+
+def _run_files(params: StudyParams, model: str, species: str, repeats: int) -> dict:
+    out = {}
+    for r in range(repeats):
+        run = Layout(params).run_dir(model, species, r)
+        tag = f" r{r}" if r else ""
+        out[f"checkpoint{tag}"] = file_digest(run / "pet_embedder.pt")
+        out[f"val thresholds{tag}"] = _thresholds(run)
+    return out
+
+
+def _thresholds(run: Path) -> str | None:
+    """The run's validation thresholds (what evaluation and export apply), as a short digest."""
+    import hashlib
+
+    from .run import RunDir
+
+    if not (run / "history.json").is_file():
+        return None
+    s = RunDir(run).summary()
+    text = json.dumps([s.get("val_threshold"), s.get("val_far_thresholds")], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def eval_check(params: StudyParams, model: str, species: str) -> Check:
+    files = {**_run_files(params, model, species, params.repeats(model, species)),
+             **_split_fingerprints(params, species, ("test",)), **_split_fingerprints(params, species, ("train",)),
+             "protocol": file_digest(Layout(params).protocol_file(species))}
+    return Check(f"eval {run_name(model, species)}", Layout(params).eval_dir(model, species) / STAMP,
+                 _params_of(params, "eval"), files, code_inputs(ENTRY["eval"]))
+
+
+def export_check(params: StudyParams, model: str, species: str) -> Check:
+    files = {**_run_files(params, model, species, 1), **_split_fingerprints(params, species, ("train", "val", "test"))}
+    ps = _params_of(params, "export")
+    ps["export.formats"] = ps["export.formats"] or list(FORMAT_IDS)  # empty means every format
+    return Check(f"export {run_name(model, species)}", Layout(params).export_dir(model, species) / STAMP,
+                 ps, files, code_inputs(ENTRY["export"]))
+
+
+def compare_check(params: StudyParams) -> Check:
+    files = {}
+    for name, d in Layout(params).comparison_runs().items():
+        files[f"{name} metrics"] = file_digest(Path(d) / "metrics.json")
+        files[f"{name} resample"] = file_digest(Path(d) / "resample.npz")
+    return Check("compare", Layout(params).compare_dir() / STAMP, _params_of(params, "compare"), files,
+                 code_inputs(ENTRY["compare"]))
+
+
+def _tree_fingerprint(root: Path) -> str | None:
+    """Relative paths and sizes of every file under `root` (None when it does not exist)."""
+    import hashlib
+    import os
+
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256()
+    for d, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for f in sorted(files):
+            p = Path(d) / f
+            h.update(f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def data_inputs(params: StudyParams) -> dict:
+    """01_data's inputs: its params, and the files it reads (the image trees, tables, lists, manifests)."""
+    from .data import data_root
+
+    files = {}
+    for s in params.data.species:
+        root = params.data.roots.get(s) if params.data.source == "table" else data_root(params, s)
+        if root:
+            files[f"{s} images"] = _tree_fingerprint(Path(root))
+        for kind, table in (("table", params.data.tables), ("manifest", params.data.manifest)):
+            if s in table:
+                files[f"{s} {kind}"] = file_digest(Path(table[s]))
+    for k, v in params.data.identity_lists.items():
+        files[f"{k} identity list"] = file_digest(Path(v))
+    return {"params": _params_of(params, "data"), "files": files}
