@@ -10,6 +10,8 @@ peak memory is its own.
   `KMeans(n_init=1)` at the design's test scale (8,600 images, 2,000 identities): time and NMI of
   both. What bounds it at scale: the init's (2 + ln k)·n·k·d and n·k·d per Lloyd iteration, printed.
 - scan: `data.scan_identities` of 100k 112 px JPEGs, first (decodes all) and second (scan cache).
+- audit: the data audit of 100k distinct 112 px JPEGs with planted exact copies: first run (the scan
+  decodes and hashes every file) and second run (hashes from the scan cache), and the comparisons alone.
 - data pipeline: decode + the design's training augmentations per image on one core, today's
   (PIL decode, set_random_seed, per-image Normalize) vs the GPU loader's worker (OpenCV JPEG decode,
   in-place reseed, uint8 out; the GPU normalises the batch: the same pixels), and the augmentations
@@ -77,6 +79,37 @@ elif case == "scan":
         out["first_s"] = time.perf_counter() - t
         t = time.perf_counter(); data.scan_identities(root, progress=False, cache=cache)
         out["seconds"] = time.perf_counter() - t
+elif case == "audit":
+    import shutil, tempfile
+    from pathlib import Path
+    from PIL import Image
+    from petlib import data
+    from petlib.data import audit
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d) / "faces"
+        base = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+        for i in range(n):  # distinct photos: a smooth random pattern each, 4 per identity
+            f = root / f"id{i // 4:06d}" / f"{i % 4}.jpg"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            img = np.clip(base.astype(int) + rng.integers(-120, 120, (8, 8, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).resize((112, 112), Image.Resampling.BICUBIC).save(f, quality=90)
+        planted = max(1, n // 1000)
+        for k in range(planted):  # exact copies across identities, to be found
+            shutil.copy(root / f"id{k:06d}" / "0.jpg", root / f"id{(k + 7) % (n // 4):06d}" / f"copy{k}.jpg")
+        cache = Path(d) / "scan.json"
+
+        def run():
+            idx = data.scan_identities(root, progress=False, cache=cache)
+            t = time.perf_counter()
+            pairs = audit.duplicate_pairs(idx)
+            found = audit.report(idx, pairs, None, "report", False)
+            return time.perf_counter() - t, found
+        t = time.perf_counter(); audit_s, found = run(); out["first_s"] = time.perf_counter() - t
+        out["audit_s"] = audit_s
+        t = time.perf_counter(); run(); out["seconds"] = time.perf_counter() - t
+        out["found"] = found["across_identities"]["exact"]
+        out["planted"] = planted
 elif case == "pipeline":
     import statistics, tempfile
     from pathlib import Path
@@ -173,6 +206,16 @@ def scan(sizes: dict) -> None:
         {"seconds": r.get("first_s", math.nan), "peak_gb": math.nan}, "second scan (cache) vs first scan")
 
 
+def audit(sizes: dict) -> None:
+    n = sizes["scan"]
+    r = child("audit", n)
+    row("data audit (exact + pHash near duplicates), 112 px JPEGs", f"{n:,} images", r,
+        {"seconds": r.get("first_s", math.nan), "peak_gb": math.nan},
+        f"baseline = first run (scan decodes and hashes every file, then the audit); seconds = second run "
+        f"(scan cache, then the audit); the audit's comparisons alone {r.get('audit_s', math.nan):.1f} s; "
+        f"planted exact copies found {r.get('found')}/{r.get('planted')}")
+
+
 def clustering(sizes: dict) -> None:
     for n, k in sizes["clustering"]:
         ours = child("clustering", n, k, timeout=900)
@@ -200,7 +243,8 @@ def pipeline(sizes: dict) -> None:
             f"alone (no decode) {r.get('ops_img_s', math.nan):.0f}")
 
 
-CASES = {"retrieval": retrieval, "scan": scan, "clustering": clustering, "partial_fc": partial_fc, "pipeline": pipeline}
+CASES = {"retrieval": retrieval, "scan": scan, "audit": audit, "clustering": clustering,
+          "partial_fc": partial_fc, "pipeline": pipeline}
 
 
 def main():

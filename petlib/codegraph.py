@@ -147,11 +147,15 @@ def _strip_docstrings(tree: ast.Module) -> ast.Module:
     return tree
 
 
+def source_digest(source: str) -> str:
+    """A digest of code without its comments, docstrings and layout: what it computes, not how it reads."""
+    tree = _strip_docstrings(ast.parse(source))
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:12]
+
+
 @functools.cache
 def code_digest(module: str) -> str:
-    """A module's code without comments, docstrings and layout: what it computes, not how it reads."""
-    tree = _strip_docstrings(ast.parse(module_files()[module].read_text()))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:12]
+    return source_digest(module_files()[module].read_text())
 
 
 def relpath(module: str) -> str:

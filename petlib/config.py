@@ -80,6 +80,7 @@ class DataParams:
     image_size: int = 224  # px the models see (design §3.4)
     n_pairs: int = 2500  # validation verification pairs per class (design §3.5)
     max_pixels: int = 64_000_000  # larger images are skipped as decompression bombs
+    duplicates: str = "group"  # report, drop or group: what the data audit's duplicates do (docs/data.md)
 
     def validate(self, where: str) -> None:
         source = SOURCES.get(self.source)
@@ -97,6 +98,8 @@ class DataParams:
             raise ParamsError(f"{where}: data.image_size must be at least 32, got {self.image_size}")
         if self.min_images < 2:
             raise ParamsError(f"{where}: data.min_images must be at least 2 (pairs need two images)")
+        if self.duplicates not in ("report", "drop", "group"):
+            raise ParamsError(f"{where}: data.duplicates must be report, drop or group, got {self.duplicates!r}")
 
 
 @dataclass

@@ -29,6 +29,9 @@ class Layout:
     def scan_cache(self, species: str) -> Path:
         return self.out("scan", f"{species}.json")
 
+    def audit_file(self, species: str) -> Path:
+        return self.out("audit", f"{species}.json")
+
     def protocol_file(self, species: str) -> Path:
         return self.out("protocol", f"{species}.json")
 

@@ -6,6 +6,7 @@ robustness, efficiency) hold exactly the keys declared by `petlib.metrics` specs
 documents them (docs/metrics.md is generated from it). Every rate is a fraction in [0, 1]; null = not
 measurable. Beside them:
   model, species, run_dir, checkpoint_sha256, tta, n_images, n_identities  -- what was evaluated
+                (run_dir relative to the metrics.json folder; load_metrics makes it absolute)
   test_fingerprint: the test split's fingerprint (relative paths and sizes): only metrics with the same
                 one were measured on the same test set and may be ranked against each other
   kernels:      the CPU kernel settings it was computed with (petlib.reproducible)
@@ -19,7 +20,7 @@ measurable. Beside them:
   protocol:     null, or the data set's own protocol (petlib.protocols): petface {verification,
                 reidentification}, dogfacenet {verification, one_shot}
   deployment:   thresholds by FAR on test, enrolment by k, impostors by kind, gallery growth
-  timings_s:    seconds per stage
+  timings_s:    seconds per step of the evaluation
 """
 from __future__ import annotations
 

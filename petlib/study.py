@@ -121,6 +121,8 @@ def report_inputs(task: Task, params: StudyParams, checks: list[stages.Check]) -
     inputs = {"params": {"notebook parameters": task.parameters}, "files": {
         "notebook": hashlib.sha256((NOTEBOOKS / f"{task.notebook}.ipynb").read_bytes()).hexdigest()[:16],
         **{c.stage: c.digest() for c in checks}}, "code": stages.code_inputs(notebook_code(task.notebook), leave_out)}
+    if task.parameters.get("species"):  # 03 warns of the audit's leakage
+        inputs["files"]["audit"] = stages.file_digest(Layout(params).audit_file(task.parameters["species"]))
     if task.stage == "data":
         d = stages.data_inputs(params)
         inputs["params"].update(d["params"])
@@ -161,9 +163,17 @@ def why_run(task: Task, params: StudyParams, state: dict, report_dir: Path, forc
         return stage_why, True
     old = state.get(task.key, {})
     if old.get("status") != "ok" or not (report_dir / (old.get("html") or "-")).is_file():
-        return ["no report yet" if not old else f"last run {old.get('status', 'unknown')}"], False
+        return ["no report yet" if not old else f"last run {old.get('status', 'unknown')}"], task.stage == "data"
     changed = stages.diff(old.get("inputs", {}), report_inputs(task, params, checks))
+    if task.stage == "data" and _may_change_data(changed):  # then 01_data runs alone: later tasks read its splits
+        return changed, True
     return ([f"re-render: {', '.join(changed)}"] if changed else []), False
+
+
+def _may_change_data(changed: list[str]) -> bool:
+    """Whether 01_data's changed inputs can change the data it writes (anything but drawing code)."""
+    data_code = {f"code {codegraph.relpath(m)}" for m in stages.DATA_MODULES}
+    return any(not r.startswith("code ") or r.rsplit(" ", 1)[0] in data_code for r in changed)
 
 
 def write_kernelspec(folder: Path, env: dict | None = None) -> Path:
@@ -349,13 +359,11 @@ class _Runner:
     the CPU); a task that only re-renders goes to a pool of `RENDER_WORKERS` processes."""
 
     def __init__(self, params, tasks, report_dir, params_file, state, log, heartbeat_s):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.params, self.tasks, self.report_dir, self.params_file = params, tasks, report_dir, params_file
         self.state, self.log, self.heartbeat_s = state, log, heartbeat_s
         self.failed = self.ran = 0
         self.pending: dict = {}
-        self.pool = ThreadPoolExecutor(RENDER_WORKERS)
+        self.pool = _RenderWorkers(log)
 
     def step(self, task: Task, prefix: str, forced: bool) -> None:
         bad_deps = [d for d in task.deps if self.state.get(d, {}).get("status") != "ok" and d not in self.pending]
@@ -373,7 +381,7 @@ class _Runner:
         if not stage_runs:
             self.log(f"{prefix}: {'; '.join(reasons)}; rendering ...")
             self.pending[task.key] = (task, prefix, reasons, self.pool.submit(
-                _render, task, self.params_file, self.report_dir, prefix, self.heartbeat_s, self.log))
+                task, self.params_file, self.report_dir, prefix, self.heartbeat_s))
             return
         self.drain()  # nothing else runs while a stage trains, evaluates or times
         self.log(f"{prefix}: {'; '.join(reasons)}; running ...")
@@ -407,32 +415,72 @@ class _Runner:
         write_index(self.params, self.tasks, self.state, self.report_dir)
 
 
-def _render(task: Task, params_file: Path, report_dir: Path, prefix: str, heartbeat_s: float, log) -> dict:
-    """A re-render in a process of its own (`python -m petlib.study`), so that its environment (the
-    progress file its kernel writes) is its own; its lines are passed on to `log`."""
-    import subprocess
-
-    result = report_dir / f".{task.key}.result.json"
-    result.unlink(missing_ok=True)
-    job = json.dumps({"key": task.key, "notebook": task.notebook, "parameters": task.parameters,
-                      "params_file": str(params_file), "report_dir": str(report_dir), "prefix": prefix,
-                      "heartbeat_s": heartbeat_s, "result": str(result)})
-    with subprocess.Popen([sys.executable, "-m", "petlib.study", job], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            log(line.rstrip("\n"))
-    if not result.is_file():
-        raise RuntimeError(f"the render process of {task.key} exited with {proc.returncode} and no result")
-    out = json.loads(result.read_text())
-    result.unlink()
-    return out
+RESULT = "petface-render-result "
 
 
-def _render_main(job: dict) -> None:
-    task = Task(job["key"], job["notebook"], job["parameters"])
-    r = execute(task, Path(job["params_file"]), Path(job["report_dir"]), lambda line: print(line, flush=True),
-                job["prefix"], job["heartbeat_s"])
-    atomic_write_json(Path(job["result"]), r)
+class _RenderWorkers:
+    """`RENDER_WORKERS` long-lived processes (`python -m petlib.study`), each rendering one task at a time
+    in an environment of its own (the progress file its kernel writes), so that the imports of papermill
+    and nbconvert are paid once per worker, not once per report. Their lines are passed on to `log`."""
+
+    def __init__(self, log, n: int = RENDER_WORKERS):
+        import queue
+
+        self.log, self.n, self.jobs, self.threads = log, n, queue.Queue(), []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for _ in self.threads:
+            self.jobs.put(None)
+        for t in self.threads:
+            t.join()
+
+    def submit(self, task: Task, params_file: Path, report_dir: Path, prefix: str, heartbeat_s: float):
+        from concurrent.futures import Future
+
+        if not self.threads:
+            self.threads = [threading.Thread(target=self._serve, daemon=True) for _ in range(self.n)]
+            for t in self.threads:
+                t.start()
+        future = Future()
+        self.jobs.put(({"key": task.key, "notebook": task.notebook, "parameters": task.parameters,
+                        "params_file": str(params_file), "report_dir": str(report_dir), "prefix": prefix,
+                        "heartbeat_s": heartbeat_s}, future))
+        return future
+
+    def _serve(self) -> None:
+        import subprocess
+
+        proc = None
+        while (item := self.jobs.get()) is not None:
+            job, future = item
+            if proc is None or proc.poll() is not None:
+                proc = subprocess.Popen([sys.executable, "-m", "petlib.study"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+            proc.stdin.write(json.dumps(job) + "\n")
+            proc.stdin.flush()
+            for line in proc.stdout:
+                if line.startswith(RESULT):
+                    future.set_result(json.loads(line[len(RESULT):]))
+                    break
+                self.log(line.rstrip("\n"))
+            else:
+                future.set_exception(RuntimeError(f"the render process of {job['key']} exited with {proc.wait()}"))
+        if proc is not None and proc.poll() is None:
+            proc.stdin.close()
+            proc.wait()
+
+
+def _render_worker() -> None:
+    """A render worker's loop: one job (JSON) per line on stdin, its result on stdout after RESULT."""
+    for line in sys.stdin:
+        job = json.loads(line)
+        task = Task(job["key"], job["notebook"], job["parameters"])
+        r = execute(task, Path(job["params_file"]), Path(job["report_dir"]), lambda text: print(text, flush=True),
+                    job["prefix"], job["heartbeat_s"])
+        print(RESULT + json.dumps(r), flush=True)
 
 
 def _fmt(v) -> str:
@@ -465,4 +513,4 @@ def write_index(params: StudyParams, tasks: list[Task], state: dict, report_dir:
 
 
 if __name__ == "__main__":
-    _render_main(json.loads(sys.argv[1]))
+    _render_worker()

@@ -2,7 +2,8 @@
 splits, transforms and pairs. One module per concern; this package re-exports what the rest of petlib uses."""
 from ..constants import SPLITS
 from .decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, DataError, ImageDecodeError, decode_verified, load_image
-from .prepare import (PreparedData, data_root, list_source, load_protocol, load_split, load_splits,
+from . import audit
+from .prepare import (PreparedData, data_root, list_source, load_audit, load_protocol, load_split, load_splits,
                       lookalike_families, prepare_species, split_table)
 from .scan import dataset_stats, index_candidates, list_identity_folders, scan_identities, skipped_summary
 from .sources import SOURCES, Source
@@ -13,7 +14,7 @@ from .types import IdentityIndex, Listing, fingerprint
 
 __all__ = [
     "SPLITS", "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "DataError", "ImageDecodeError", "decode_verified",
-    "load_image", "PreparedData", "data_root", "list_source", "load_protocol",
+    "load_image", "PreparedData", "data_root", "list_source", "load_audit", "load_protocol", "audit",
     "load_split", "load_splits", "lookalike_families", "prepare_species", "split_table", "dataset_stats",
     "index_candidates", "list_identity_folders", "scan_identities", "skipped_summary", "SOURCES", "Source",
     "by_identity", "identity_splits", "read_manifest", "sample_identities", "split_identities", "write_manifest",

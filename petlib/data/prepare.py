@@ -10,6 +10,7 @@ import numpy as np
 from ..constants import SPLITS
 from ..io import atomic_write_json
 from ..layout import Layout
+from . import audit
 from .decode import DataError
 from .scan import index_candidates
 from .sources import SOURCES
@@ -27,6 +28,7 @@ class PreparedData:
     manifest: Path
     fingerprint: str
     protocol: dict | None = None
+    audit: dict | None = None  # the data audit (audit.report), also in outputs/<study>/audit/<species>.json
 
 
 def data_root(params, species: str) -> Path:
@@ -48,13 +50,18 @@ def lookalike_families(params, species: str, identities: list[str]) -> tuple[str
     return families(params, species, identities) if families else None
 
 
-def _assign(params, index: IdentityIndex, listing: Listing) -> dict[Path, str]:
-    """The split of every usable file: pinned by the source, by identity lists, or drawn with the seed."""
+def _assign(params, index: IdentityIndex, listing: Listing, together: dict[str, str]) -> dict[Path, str]:
+    """The split of every usable file: pinned by the source, by identity lists, or drawn with the seed
+    (identities `together` maps to one group, the audit's linked ones, draw one split between them)."""
     if listing.split_of is not None:
         return {p: listing.split_of[p] for p in index.paths}
     d = params.data
     if not d.identity_lists:
-        return by_identity(index, split_identities(index.identities, d.split_ratios, seed=params.seed))
+        heads = sorted(set(together.values()))
+        drawn = split_identities(heads, d.split_ratios, seed=params.seed)
+        where = {h: s for s, hs in drawn.items() for h in hs}
+        names = {s: sorted(n for n in index.identities if where[together[n]] == s) for s in drawn}
+        return by_identity(index, names)
     val_frac = d.split_ratios[1] / (d.split_ratios[0] + d.split_ratios[1])
     names, skipped = identity_splits(d.identity_lists, index.identities, val_frac, params.seed)
     index.skipped += skipped
@@ -88,12 +95,40 @@ def prepare_species(params, species: str, progress: bool = True) -> PreparedData
     index = index_candidates(listing.root, listing.candidates, listing.skipped, min_images=params.data.min_images,
                              max_pixels=params.data.max_pixels, progress=progress,
                              cache=Layout(params).scan_cache(species))
+    policy = params.data.duplicates
+    fixed = listing.split_of is not None or bool(params.data.identity_lists) or species in params.data.manifest
+    try:
+        pairs, problem = audit.duplicate_pairs(index), None
+    except Exception as e:  # the audit reports; it never stops a study
+        pairs, problem = [], f"the audit could not finish: {type(e).__name__}: {e}"
+    linked = audit.links(index, pairs)
+    together = audit.components(index.identities, linked if policy == "group" and not fixed else {})
+    usable = _without(index, audit.redundant_copies(index, pairs, policy), policy, params.data.min_images)
     manifest = Layout(params).split_manifest(species)
     if species not in params.data.manifest:
-        write_manifest(manifest, index, _assign(params, index, listing))
+        write_manifest(manifest, usable, _assign(params, usable, listing, together))
     splits = read_manifest(manifest, listing.root)
-    protocol = _protocol(params, species, listing, index)
-    return PreparedData(species, listing.root, index, splits, manifest, index.fingerprint(), protocol)
+    split_of = {p: s for s, idx in splits.items() if s in SPLITS for p in idx.paths}
+    found = {**audit.report(index, pairs, split_of, policy, fixed), "error": problem}
+    atomic_write_json(Layout(params).audit_file(species), found)
+    protocol = _protocol(params, species, listing, usable)
+    return PreparedData(species, listing.root, usable, splits, manifest, usable.fingerprint(), protocol, found)
+
+
+def _without(index: IdentityIndex, drop: set[int], policy: str, min_images: int) -> IdentityIndex:
+    """The index less the files the duplicate policy leaves out, and less the identities left with fewer
+    than `min_images` (each listed in `skipped` with why)."""
+    if not drop:
+        return index
+    keep = [i for i in range(len(index.paths)) if i not in drop]
+    skipped = index.skipped + [(str(index.paths[i]), f"a duplicate photo (data.duplicates: {policy})") for i in sorted(drop)]
+    counts = np.bincount(index.labels[keep], minlength=len(index.identities))
+    enough = [n for n, c in zip(index.identities, counts) if c >= min_images]
+    skipped += [(str(index.root / n), f"identity has {c} photo(s) once duplicates are left out, below min_images="
+                 f"{min_images}") for n, c in zip(index.identities, counts) if c < min_images]
+    reduced = IdentityIndex(index.root, [index.paths[i] for i in keep], index.labels[keep], index.identities).subset(enough)
+    reduced.skipped, reduced.hashes = skipped, index.hashes
+    return reduced
 
 
 def load_splits(params, species: str) -> dict[str, IdentityIndex]:
@@ -107,6 +142,14 @@ def load_splits(params, species: str) -> dict[str, IdentityIndex]:
 
 def load_split(params, species: str, split: str) -> IdentityIndex:
     return load_splits(params, species)[split]
+
+
+def load_audit(params, species: str) -> dict | None:
+    """The data audit `01_data` wrote for this species (None before one was written)."""
+    import json
+
+    path = Layout(params).audit_file(species)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def load_protocol(params, species: str) -> dict | None:

@@ -5,6 +5,7 @@ about 0.3 ms per 112 px JPEG and 1 ms per 224 px JPEG on one core. The verdicts 
 decodes only new or changed files."""
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections import Counter
@@ -21,19 +22,22 @@ def _is_hidden(p: Path) -> bool:
     return p.name.startswith(".")
 
 
-def _check(path: Path, max_pixels: int) -> str | None:
+def _check(path: Path, max_pixels: int) -> tuple[str | None, str | None, str | None]:
+    """(why unusable or None, SHA-1 of the bytes, pHash in hex): one decode serves the scan and the audit."""
+    from .audit import phash
+
     try:
-        load_image(path, max_pixels)
-        return None
+        rgb = load_image(path, max_pixels)
     except ImageDecodeError as e:
-        return str(e).split(": ", 1)[-1]
+        return str(e).split(": ", 1)[-1], None, None
+    return None, hashlib.sha1(path.read_bytes()).hexdigest(), format(phash(rgb), "016x")
 
 
-SCAN_CACHE_VERSION = 1
+SCAN_CACHE_VERSION = 2  # 2: entries hold the audit's hashes
 
 
 def _read_scan_cache(path: Path | None, root: Path, max_pixels: int) -> dict:
-    """{relative path: [size, mtime_ns, reason or None]} of an earlier scan of the same tree, or {}."""
+    """{relative path: [size, mtime_ns, reason or None, sha1, phash]} of an earlier scan of the same tree, or {}."""
     import json
 
     if path is None or not path.is_file():
@@ -48,9 +52,9 @@ def _read_scan_cache(path: Path | None, root: Path, max_pixels: int) -> dict:
 
 
 def _verify(candidates: list[tuple[str, Path]], root: Path, max_pixels: int, cache: Path | None,
-            workers: int | None, progress: bool) -> list[str | None]:
-    """Why each candidate is unusable (None: usable). Files whose size and modification time match the
-    scan cache keep its verdict; the others are decoded (in threads), and the cache is rewritten."""
+            workers: int | None, progress: bool) -> list[tuple]:
+    """(why unusable or None, sha1, phash) of each candidate. Files whose size and modification time
+    match the scan cache keep its verdict; the others are decoded (in threads), and the cache is rewritten."""
     from ..io import atomic_write_json
     from ..progress import bar as tqdm
 
@@ -61,9 +65,9 @@ def _verify(candidates: list[tuple[str, Path]], root: Path, max_pixels: int, cac
         stats.append((f.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
         hit = known.get(stats[-1][0])
         if hit and hit[:2] == [st.st_size, st.st_mtime_ns]:
-            reasons.append(hit[2])
+            reasons.append(tuple(hit[2:]))
         else:
-            reasons.append(None)
+            reasons.append((None, None, None))
             todo.append(i)
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
         fresh = list(tqdm(pool.map(lambda i: _check(candidates[i][1], max_pixels), todo), total=len(todo),
@@ -72,7 +76,7 @@ def _verify(candidates: list[tuple[str, Path]], root: Path, max_pixels: int, cac
         reasons[i] = why
     if cache is not None and (todo or len(known) != len(stats)):
         atomic_write_json(cache, {"version": SCAN_CACHE_VERSION, "root": str(root), "max_pixels": max_pixels,
-                                  "files": {rel: [size, mt, why] for (rel, size, mt), why in zip(stats, reasons)}})
+                                  "files": {rel: [size, mt, *r] for (rel, size, mt), r in zip(stats, reasons)}})
     return reasons
 
 
@@ -104,13 +108,15 @@ def index_candidates(root: Path, candidates: list[tuple[str, Path]], skipped: li
     """Verify (identity, file) candidates of any source and keep identities with `min_images` usable
     images; everything left out is in `skipped` with its reason."""
     skipped = list(skipped)
-    reasons = _verify(candidates, root, max_pixels, Path(cache) if cache else None, workers, progress)
+    verdicts = _verify(candidates, root, max_pixels, Path(cache) if cache else None, workers, progress)
     by_id: dict[str, list[Path]] = {}
-    for (ident, f), why in zip(candidates, reasons):
+    hashes = {}
+    for (ident, f), (why, sha, ph) in zip(candidates, verdicts):
         if why:
             skipped.append((str(f), why))
         else:
             by_id.setdefault(ident, []).append(f)
+            hashes[f.relative_to(root).as_posix()] = (sha, int(ph, 16))
     identities, paths, labels = [], [], []
     for ident in sorted(by_id):
         imgs = by_id[ident]
@@ -123,7 +129,7 @@ def index_candidates(root: Path, candidates: list[tuple[str, Path]], skipped: li
     if not identities:
         raise DataError(f"{root}: no usable identity (need at least {min_images} readable images per identity; "
                         f"{len(skipped)} item(s) skipped)")
-    return IdentityIndex(root, paths, np.asarray(labels, dtype=np.int64), identities, skipped)
+    return IdentityIndex(root, paths, np.asarray(labels, dtype=np.int64), identities, skipped, hashes)
 
 
 def scan_identities(root: str | Path, min_images: int = 2, max_pixels: int = DEFAULT_MAX_PIXELS,

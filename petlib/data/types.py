@@ -28,6 +28,7 @@ class IdentityIndex:
     labels: np.ndarray
     identities: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    hashes: dict[str, tuple[str, int]] = field(default_factory=dict)  # relative path -> (SHA-1, pHash): the audit's
 
     def fingerprint(self) -> str:
         return fingerprint(self.root, self.paths)

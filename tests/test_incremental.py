@@ -1,0 +1,188 @@
+"""A finished study re-runs only what changed (issue 24's cases), says why, and survives being moved or
+killed. One small study (two models on the CI cats, ONNX export of one) is run once; each case starts
+from a copy of its folder, so the cases are independent."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from petlib import codegraph
+from petlib.config import load_params
+from petlib.study import run_study
+
+pytestmark = pytest.mark.slow
+
+
+def _write(folder: Path, repo: Path, notebooks=("01_data", "02_train", "03_evaluate", "04_compare", "05_export"),
+           **changes) -> Path:
+    """The study's params file in `folder`, its paths relative (to a project marker there), with changes."""
+    raw = yaml.safe_load((repo / "params" / "ci.yaml").read_text())
+    raw["notebooks"] = list(notebooks)
+    raw["models"] = [raw["models"][0], {**raw["models"][0], "name": "b", "lr": 2.0e-3, "epochs": 1}]
+    raw["export"] = {"formats": ["onnx"], "runs": ["mnv3-cat"]}
+    for dotted, value in changes.items():
+        node, *path, last = [raw, *dotted.split("__")]
+        for part in path:
+            node = node[part] if not isinstance(node, list) else next(m for m in node if m["name"] == part)
+        node[last] = value
+    (folder / "pyproject.toml").write_text("# marks the project root the params' relative paths start from\n")
+    f = folder / "params.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return f
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, repo):
+    folder = tmp_path_factory.mktemp("study")
+    assert run_study(load_params(_write(folder, repo)), log=lambda *_: None) == 0
+    return folder
+
+
+def _copy(finished: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "moved"
+    shutil.copytree(finished, dest, symlinks=True)
+    return dest
+
+
+def _mtimes(folder: Path, pattern: str) -> dict:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.glob(pattern)}
+
+
+def _run(folder: Path, repo: Path, only=None, force=None, dry_run=False, **changes) -> list[str]:
+    logs: list[str] = []
+    assert run_study(load_params(_write(folder, repo, **changes)), only=only, force=force, dry_run=dry_run,
+                     log=logs.append) == 0, logs
+    return logs
+
+
+def _line(logs: list[str], key: str) -> str:
+    return next(line for line in logs if line.startswith("[") and f"] {key}:" in line)
+
+
+@pytest.mark.timeout(900)
+def test_a_moved_study_is_up_to_date(finished, tmp_path, repo):
+    """The whole folder (params, data, outputs, reports) moved elsewhere: nothing runs, nothing re-renders."""
+    folder = _copy(finished, tmp_path)
+    logs = _run(folder, repo)
+    assert all(line.endswith(": up to date") for line in logs if line.startswith("[")), logs
+    assert "(0 run, 7 up to date)" in logs[-1]
+
+
+@pytest.mark.timeout(900)
+def test_a_changed_bootstrap_count_evaluates_again_and_trains_nothing(finished, tmp_path, repo):
+    folder = _copy(finished, tmp_path)
+    runs = _mtimes(folder, "outputs/ci/runs/*/*")
+    plan = _run(folder, repo, dry_run=True, eval__n_bootstrap=21)
+    assert _line(plan, "03_evaluate-mnv3-cat").endswith("eval mnv3-cat: eval.n_bootstrap 20 -> 21")
+    assert _line(plan, "02_train-b-cat").endswith("up to date")
+    assert "(after 03_evaluate-mnv3-cat, 03_evaluate-b-cat, which runs first)" in _line(plan, "04_compare")
+    assert "3 of 7 tasks would run" in plan[-1] and _mtimes(folder, "outputs/ci/runs/*/*") == runs, "a dry run runs nothing"
+    logs = _run(folder, repo, only=["03_evaluate-mnv3-cat"], eval__n_bootstrap=21)
+    assert "eval.n_bootstrap 20 -> 21; running" in _line(logs, "03_evaluate-mnv3-cat")
+    assert _mtimes(folder, "outputs/ci/runs/*/*") == runs, "no training file was touched"
+    assert json.loads((folder / "outputs/ci/eval/mnv3-cat/stage.json").read_text())["inputs"]["params"]["eval.n_bootstrap"] == 21
+
+
+@pytest.mark.timeout(900)
+def test_more_epochs_for_one_model_retrain_that_model_only(finished, tmp_path, repo):
+    folder = _copy(finished, tmp_path)
+    keep = _mtimes(folder, "outputs/ci/runs/mnv3-cat/*")
+    plan = _run(folder, repo, dry_run=True, models__b__epochs=2)
+    assert _line(plan, "02_train-b-cat").endswith("train b-cat: model.epochs 1 -> 2")
+    assert _line(plan, "02_train-mnv3-cat").endswith("up to date") and _line(plan, "05_export-mnv3-cat").endswith("up to date")
+    logs = _run(folder, repo, only=["02_train-b-cat"], models__b__epochs=2)
+    assert "running" in _line(logs, "02_train-b-cat")
+    assert len(json.loads((folder / "outputs/ci/runs/b-cat/history.json").read_text())["epochs"]) == 2
+    assert _mtimes(folder, "outputs/ci/runs/mnv3-cat/*") == keep
+
+
+@pytest.mark.timeout(900)
+def test_export_formats_export_again_only(finished, tmp_path, repo):
+    folder = _copy(finished, tmp_path)
+    plan = _run(folder, repo, dry_run=True, export__formats=["onnx", "torchscript"])
+    ran = [line for line in plan if line.startswith("[") and not line.endswith("up to date")]
+    assert ran == [_line(plan, "05_export-mnv3-cat")], plan
+    assert 'export.formats ["onnx"] -> ["onnx", "torchscript"]' in ran[0]
+
+
+@pytest.mark.timeout(900)
+def test_a_plotting_change_re_renders_from_the_numbers_on_disk(finished, tmp_path, repo, monkeypatch):
+    """A changed plots.py (its digest, as the runner sees it) re-renders the reports that draw; no stage
+    runs: the stamps and metrics stay as they were, the figures are drawn again."""
+    folder = _copy(finished, tmp_path)
+    stamps = _mtimes(folder, "outputs/ci/*/*/stage.json") | _mtimes(folder, "outputs/ci/compare/stage.json")
+    real = codegraph.code_digest
+    monkeypatch.setattr(codegraph, "code_digest", lambda m: "changed" if m == "petlib.plots" else real(m))
+    png = folder / "outputs/ci/eval/mnv3-cat/roc_curve.png"
+    before = png.stat().st_mtime_ns
+    logs = _run(folder, repo, only=["03_evaluate-mnv3-cat"])
+    for key in ("01_data", "02_train-mnv3-cat", "03_evaluate-mnv3-cat"):
+        assert "code petlib/plots.py changed" in _line(logs, key), logs
+    assert "re-render" in _line(logs, "03_evaluate-mnv3-cat") and "rendering" in _line(logs, "03_evaluate-mnv3-cat")
+    assert _mtimes(folder, "outputs/ci/*/*/stage.json") | _mtimes(folder, "outputs/ci/compare/stage.json") == stamps
+    assert png.stat().st_mtime_ns > before, "the figure was drawn again"
+
+
+@pytest.mark.timeout(900)
+def test_force_re_runs_a_stage_with_unchanged_inputs(finished, tmp_path, repo):
+    folder = _copy(finished, tmp_path)
+    plan = _run(folder, repo, dry_run=True, force=["eval"])
+    assert _line(plan, "03_evaluate-b-cat").endswith(": forced") and ": forced" in _line(plan, "04_compare")
+    assert _line(plan, "02_train-b-cat").endswith("up to date")
+
+
+@pytest.mark.timeout(900)
+def test_a_killed_study_leaves_finished_work_and_the_next_run_continues(tmp_path, repo):
+    """Killed (SIGKILL, notebook kernels included) as soon as the first training finished: the finished run
+    is kept and used, nothing half-written is read, and the next study completes."""
+    short = ("01_data", "02_train")
+    _write(tmp_path, repo, notebooks=short)
+    proc = subprocess.Popen([sys.executable, "-m", "petlib.cli", "study", str(tmp_path / "params.yaml")], cwd=repo,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    stamp = tmp_path / "outputs/ci/runs/mnv3-cat/stage.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if stamp.is_file() and json.loads(stamp.read_text())["state"] == "finished":
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the study ended before it could be killed"
+    doomed = _descendants(proc.pid)  # the notebook kernel too, wherever its session is
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    for f in (tmp_path / "outputs").rglob("*.json"):
+        json.loads(f.read_text())  # every JSON artefact is whole
+    kept = _mtimes(tmp_path, "outputs/ci/runs/mnv3-cat/*")
+    logs = _run(tmp_path, repo, notebooks=short)
+    line = _line(logs, "02_train-mnv3-cat")
+    assert "train mnv3-cat" not in line, f"the finished training was not redone: {line}"
+    assert _mtimes(tmp_path, "outputs/ci/runs/mnv3-cat/*") == kept
+    assert json.loads((tmp_path / "outputs/ci/runs/b-cat/stage.json").read_text())["state"] == "finished"
+    assert "3/3 ok" in logs[-1]
+
+
+def _descendants(pid: int) -> list[int]:
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, frontier = [], [pid]
+    while frontier:
+        kids = [c for c, p in parent.items() if p in frontier]
+        out += kids
+        frontier = kids
+    return out
