@@ -8,7 +8,7 @@ PARAMS ?= params/demo.yaml
 # (with the reproducible-CPU pins in its environment).
 KERNEL := $(VENV)/bin/petface kernel >/dev/null
 
-.PHONY: study test test-fast lint docs lab bench clean-outputs chromium
+.PHONY: study study-full test test-fast lint docs lab bench clean-outputs chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,10 +43,14 @@ chromium:
 study: $(VENV)/.core
 	$(VENV)/bin/petface study $(PARAMS)
 
+# The design's recipe at full length on the embedded data (<= 60 minutes on 2 cores): docs/results.md.
+study-full: $(VENV)/.core
+	$(VENV)/bin/petface study params/synthetic-full.yaml
+
 # Everything: the unit tests, the slow ones (training, studies, scripts), the export converters, the browser.
 test: $(VENV)/.dev chromium
 	$(VENV)/bin/ruff check petlib tests benchmarks
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=12
 
 # The unit tests only (metrics, config, losses, models, data, layers): about a minute on 2 cores.
 test-fast: $(VENV)/.dev

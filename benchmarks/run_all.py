@@ -66,11 +66,13 @@ def latency_rows(sizes, repeats, tmp: Path) -> list[dict]:
 
 
 def training_rows(size: int, steps: int, tmp: Path) -> list[dict]:
-    """Bare model step (ready batch) vs the full loop (decode + the design's augmentations + step)."""
+    """Bare model step (ready batch) vs the full loop (decode + the design's augmentations + step) vs the
+    loop from the in-memory cache (`data.preload`: decoded and resized once), side by side in one run."""
     root = tmp / "synth"
     synth.generate(root, "cat", 120, 112, seed=0, progress=False)
     idx = data.scan_identities(root, progress=False)
     tf = data.train_transforms(size)
+    cache = data.preload(idx.paths, size)
     rows = []
     for backbone in ("mobilenetv3_small_100", "mobilefacenet"):
         torch.manual_seed(0)
@@ -93,20 +95,23 @@ def training_rows(size: int, steps: int, tmp: Path) -> list[dict]:
         order = np.random.default_rng(0).permutation(len(ds))
         pos = [0]
 
-        def full():
-            ids = order[[(pos[0] + k) % len(ds) for k in range(b)]]
+        def full(dataset=ds):
+            ids = order[[(pos[0] + k) % len(dataset) for k in range(b)]]
             pos[0] += b
-            items = [ds[int(i)] for i in ids]
+            items = [dataset[int(i)] for i in ids]
             step(torch.stack([t for t, _ in items]).contiguous(memory_format=torch.channels_last),
                  torch.as_tensor([l for _, l in items]))
 
         loop = stats(full, steps)
+        cached_ds = data.FaceDataset(idx.paths, idx.labels, tf, seed=0, cache=cache)
+        cached = stats(lambda: full(cached_ds), steps)
         t = time.perf_counter()
         for i in range(256):
             ds[i % len(ds)]
         pipe = 256 / (time.perf_counter() - t)
         rows.append({"bench": "training throughput", "backbone": backbone, "px": size, "batch": b,
                      "bare_img_s": b / bare[0], "full_loop_img_s": b / loop[0], "full/bare": bare[0] / loop[0],
+                     "cached_loop_img_s": b / cached[0], "cached/bare": bare[0] / cached[0],
                      "data_pipeline_img_s_per_core": pipe})
         print(rows[-1], flush=True)
     return rows

@@ -122,14 +122,16 @@ def use_graph() -> dict[str, frozenset[str]]:
     return {m: frozenset(_uses_of(_parsed(m), _package(m)) - {m}) for m in module_files()}
 
 
-def closure(entries: set[str] | frozenset[str]) -> set[str]:
-    """The entries and every module they use, transitively."""
+def closure(entries: set[str] | frozenset[str], stop: frozenset[str] = frozenset()) -> set[str]:
+    """The entries and every module they use, transitively; the `stop` modules are reached but not
+    followed (what they use counts only through them)."""
     graph, seen, stack = use_graph(), set(), list(entries)
     while stack:
         m = stack.pop()
         if m not in seen:
             seen.add(m)
-            stack.extend(graph.get(m, ()))
+            if m not in stop:
+                stack.extend(graph.get(m, ()))
     return seen
 
 

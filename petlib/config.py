@@ -127,6 +127,7 @@ class TrainParams:
     repeat_runs: list[str] = field(default_factory=list)  # runs (model-species) that repeat; empty: all
     partial_fc: float = 1.0  # ArcFace classes scored per step (Partial-FC sample rate); 1.0: all
     checkpoint_minutes: float = 10.0  # also write last_checkpoint.pt inside an epoch this often; 0: every step
+    cache_mb: float = 4096.0  # RAM (MB) for the training images decoded and resized once (same pixels); 0: off
 
     def validate(self, where: str) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -134,6 +135,8 @@ class TrainParams:
         for name in ("batch_size", "val_every", "embedding_dim", "repeats"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{where}: train.{name} must be positive")
+        if self.cache_mb < 0:
+            raise ParamsError(f"{where}: train.cache_mb must be >= 0, got {self.cache_mb}")
         if self.checkpoint_minutes < 0:
             raise ParamsError(f"{where}: train.checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
         if not 0.0 < self.partial_fc <= 1.0:

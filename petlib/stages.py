@@ -7,10 +7,10 @@ A stage's inputs come in three groups:
 - **files**: fingerprints of the data splits (relative paths and sizes), hashes of checkpoints,
   metrics files, a pretrained weights file, the protocol file.
 - **code**: the petlib modules the stage's entry point uses (`petlib.codegraph`: imports and re-exports
-  followed), each by a digest that ignores comments, docstrings and layout. Left out: `NEUTRAL`
-  modules, which cannot change a result (file writing, progress bars, params parsing, paths), and
-  `DATA_MODULES`, whose effect reaches a stage only through the files they write, which the `files`
-  fingerprints cover.
+  followed), each by a digest that ignores comments, docstrings and layout. Left out, with what only
+  they use: `NEUTRAL` modules, which cannot change a result (file writing, progress bars, params
+  parsing, paths), and `DATA_MODULES`, whose effect reaches a stage only through the files they
+  write, which the `files` fingerprints cover.
 
 How and where a stage computes (device, AMP, worker and process count, CPU kernel pins, library
 versions) is provenance, recorded in the run, never a reason to redo it: a run trained on four GPUs
@@ -74,7 +74,7 @@ NOT_INPUTS = {
     "train.device": "where it runs (provenance)", "train.amp": "how it computes on a GPU (provenance)",
     "train.channels_last": "memory layout (provenance)", "train.num_workers": "loader processes; augmentations are "
     "seeded per image and epoch", "train.pin_memory": "a transfer detail", "train.checkpoint_minutes": "how often "
-    "a resumable checkpoint is written",
+    "a resumable checkpoint is written", "train.cache_mb": "decoded images kept in RAM: the same pixels (a test checks)",
 }
 
 
@@ -88,7 +88,7 @@ def param_value(params: StudyParams, key: str, model: str | None = None):
 
 def code_inputs(entries: set[str], leave_out: frozenset[str] = NEUTRAL | DATA_MODULES) -> dict[str, str]:
     """petlib file -> digest, for every module the entry points use, neutral and data modules aside."""
-    mods = codegraph.closure(entries) - leave_out
+    mods = codegraph.closure(entries, stop=leave_out) - leave_out
     return {codegraph.relpath(m): codegraph.code_digest(m) for m in sorted(mods)
             if codegraph.module_files()[m].name != "__init__.py"}
 

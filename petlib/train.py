@@ -168,7 +168,11 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     scaler = torch.amp.GradScaler("cuda", enabled=rt.amp_dtype == torch.float16)
 
     tf = data.train_transforms(size, normalize=rt.device.type != "cuda")
-    ds = data.FaceDataset(train_idx.paths, train_idx.labels, tf, seed=seed, max_pixels=params.data.max_pixels)
+    cache = None
+    if len(train_idx.paths) * size * size * 3 <= tp.cache_mb * 1e6:  # decoded and resized once, not every epoch
+        cache = data.preload(train_idx.paths, size, params.data.max_pixels, progress=progress and rt.main)
+    ds = data.FaceDataset(train_idx.paths, train_idx.labels, tf, seed=seed, max_pixels=params.data.max_pixels,
+                          cache=cache)
     sampler = EpochSampler(len(ds), seed, rt.rank, rt.world)
     per_rank_batch = max(1, tp.batch_size // rt.world)
     loader = DataLoader(ds, batch_size=per_rank_batch, sampler=sampler, drop_last=True, num_workers=tp.num_workers,

@@ -248,6 +248,29 @@ def test_dataset_augmentation_is_seeded_per_epoch_and_index(tiny_synth):
     assert tuple(x0.shape) == (3, 64, 64)
 
 
+@pytest.mark.parametrize("size", [48, 64])
+def test_the_in_memory_cache_gives_the_same_pixels_bit_for_bit(tiny_synth, size):
+    """Training from the preloaded images (decoded and resized once) equals decoding every epoch: the
+    resize that opens the augmentations finds the size it wants and leaves the pixels as they are."""
+    import torch
+
+    idx = data.scan_identities(tiny_synth, progress=False)
+    paths, labels = idx.paths[:24], idx.labels[:24]
+    cache = data.preload(paths, size)
+    assert all(c.dtype == np.uint8 and c.shape == (size, size, 3) for c in cache)
+    for normalize in (True, False):
+        plain = data.FaceDataset(paths, labels, data.train_transforms(size, normalize), seed=3)
+        cached = data.FaceDataset(paths, labels, data.train_transforms(size, normalize), seed=3, cache=cache)
+        for epoch in (0, 1, 5):
+            plain.set_epoch(epoch)
+            cached.set_epoch(epoch)
+            for i in range(len(paths)):
+                a, b = plain[i], cached[i]
+                assert a[1] == b[1] and torch.equal(a[0], b[0]), (normalize, epoch, i)
+    with pytest.raises(ValueError, match="cache holds"):
+        data.FaceDataset(paths, labels, data.train_transforms(size), cache=cache[:3])
+
+
 def test_eval_transform_matches_phone_preprocessing(tiny_synth):
     import cv2
 

@@ -23,6 +23,7 @@ def test_a_stage_counts_the_code_it_uses_and_only_that():
     assert not any(f.startswith("petlib/data/sources") or f == "petlib/data/scan.py" for f in train), \
         "the data modules reach training through the split fingerprints"
     assert "petlib/io.py" not in train and "petlib/config.py" not in train, "neutral modules"
+    assert "petlib/data/audit.py" not in train | ev, "what only the data modules use reaches a stage through the data"
 
 
 def test_uses_follow_package_reexports():

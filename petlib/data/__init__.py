@@ -8,7 +8,7 @@ from .prepare import (PreparedData, data_root, list_source, load_audit, load_pro
 from .scan import dataset_stats, index_candidates, list_identity_folders, scan_identities, skipped_summary
 from .sources import SOURCES, Source
 from .splits import by_identity, identity_splits, read_manifest, sample_identities, split_identities, write_manifest
-from .transforms import (IMAGENET_MEAN, IMAGENET_STD, FaceDataset, eval_transforms, normalize_batch, reseed,
+from .transforms import (IMAGENET_MEAN, IMAGENET_STD, FaceDataset, eval_transforms, normalize_batch, preload, reseed,
                          train_transforms)
 from .types import IdentityIndex, Listing, fingerprint
 
@@ -18,6 +18,6 @@ __all__ = [
     "load_split", "load_splits", "lookalike_families", "prepare_species", "split_table", "dataset_stats",
     "index_candidates", "list_identity_folders", "scan_identities", "skipped_summary", "SOURCES", "Source",
     "by_identity", "identity_splits", "read_manifest", "sample_identities", "split_identities", "write_manifest",
-    "IMAGENET_MEAN", "IMAGENET_STD", "FaceDataset", "eval_transforms", "normalize_batch", "reseed",
+    "IMAGENET_MEAN", "IMAGENET_STD", "FaceDataset", "eval_transforms", "normalize_batch", "preload", "reseed",
     "train_transforms", "IdentityIndex", "Listing", "fingerprint",
 ]

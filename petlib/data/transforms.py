@@ -87,16 +87,37 @@ def normalize_batch(x):
     return table[torch.arange(3, device=x.device)[None, :, None, None], x.long()]
 
 
+def preload(paths: Sequence[Path], image_size: int, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False,
+            workers: int = 2) -> list[np.ndarray]:
+    """Every image decoded and resized to the training size once, uint8 HxWx3: what the first step of
+    `train_transforms` (A.Resize) makes of it. That step then finds the size it wants and leaves the
+    pixels as they are, so the augmentations see the same pixels as without the cache (a test checks)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import albumentations as A
+
+    from ..progress import bar as tqdm
+
+    resize = A.Resize(image_size, image_size)
+    with ThreadPoolExecutor(workers) as pool:
+        return list(tqdm(pool.map(lambda p: resize(image=decode_verified(p, max_pixels))["image"], paths),
+                         total=len(paths), desc="cache the training images", disable=not progress, mininterval=2.0))
+
+
 class FaceDataset:
     """Map-style dataset of (tensor, label): float32 from a normalising transform, uint8 CHW otherwise.
 
     With `seed` set, augmentation is seeded per (seed, epoch, index): the same sample gets the same
     augmentation whatever the number of workers, and a resumed run reproduces an uninterrupted one.
-    Call `set_epoch` before each epoch, as with DistributedSampler.
+    Call `set_epoch` before each epoch, as with DistributedSampler. `cache`: the images `preload` made,
+    one per path, used instead of decoding.
     """
 
     def __init__(self, paths: Sequence[Path], labels: np.ndarray, transform, seed: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, cache: list[np.ndarray] | None = None):
+        if cache is not None and len(cache) != len(paths):
+            raise ValueError(f"cache holds {len(cache)} images for {len(paths)} paths")
+        self.cache = cache
         self.paths = list(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
@@ -113,7 +134,7 @@ class FaceDataset:
     def __getitem__(self, i: int):
         import torch
 
-        img = decode_verified(self.paths[i], self.max_pixels)
+        img = self.cache[i] if self.cache is not None else decode_verified(self.paths[i], self.max_pixels)
         if self.seed is not None and hasattr(self.transform, "set_random_seed"):
             reseed(self.transform, (self.seed * 1_000_003 + self.epoch * 7_919 + i) % (2 ** 32))
         out = self.transform(image=img)["image"]
