@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from .convergence import plateau
+
 sns.set_theme(style="whitegrid", context="notebook")
 
 
@@ -72,7 +74,8 @@ def denormalize(t) -> np.ndarray:
 
 
 def training_curves(history: dict, title: str = "", path=None):
-    """Loss, LR per parameter group, ArcFace margin and val accuracy per epoch (the `02_train` figure)."""
+    """Loss, LR per parameter group, ArcFace margin and val accuracy per epoch (the `02_train` figure),
+    the last third of the epochs shaded with its gain (`convergence.plateau`)."""
     ep = [e["epoch"] for e in history["epochs"]]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
     axes[0].plot(ep, [e["loss"] for e in history["epochs"]], marker="o")
@@ -89,6 +92,10 @@ def training_curves(history: dict, title: str = "", path=None):
         axes[3].plot(*zip(*val), marker="o", label="trained")
     if history.get("untrained_val"):
         axes[3].axhline(history["untrained_val"]["accuracy"], color="grey", ls="--", label="untrained")
+    if (pl := plateau(history)) is not None:
+        axes[3].axvspan(pl["from_epoch"], pl["to_epoch"], color="tab:green" if pl["converged"] else "tab:orange",
+                        alpha=0.12, label=f"last third: {pl['gain'] * 100:+.1f} pt "
+                                          f"({'plateau' if pl['converged'] else 'still rising'})")
     axes[3].set_title("val verification accuracy")
     axes[3].legend()
     for ax in axes:

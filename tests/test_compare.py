@@ -204,3 +204,23 @@ def test_deployment_table_reads_each_models_block():
     assert t.loc["A", "false matches: nearest impostor"] == 0.6 and t.loc["A", "open-set rank-1, 1 photo"] == 0.3
     assert t.loc["A", "FNIR, largest gallery"] == 0.5
     assert t.loc["B"].drop("species").isna().all() and t.loc["B", "species"] == "dog"
+
+
+def test_cached_tables_render_exactly_like_fresh_ones(tmp_path):
+    """04 re-renders from compare/tables.json: the markdown, takeaways and headline it draws from the
+    reloaded tables equal those of the tables just computed (NaN, None, bools and floats included)."""
+    import pandas as pd
+
+    from petlib import compare_stage
+
+    good, bad = _samples(0.8, 1), _samples(1.6, 2)
+    metrics = {"good": _metrics_of(good), "bad": _metrics_of(bad)}
+    tables = compare.ranked_blocks(metrics, {"good": good, "bad": bad}, n_boot=50)
+    compare_stage.save_tables(tmp_path / "tables.json", tables)
+    again = compare_stage.load_tables(tmp_path / "tables.json")
+    for label, t in tables.items():
+        pd.testing.assert_frame_equal(again[label], t)
+        block = compare.test_sets(metrics)[label]
+        assert compare.to_markdown(again[label], list(block), block) == compare.to_markdown(t, list(block), block)
+        assert compare.takeaways(again[label], block) == compare.takeaways(t, block)
+    assert compare.headline(metrics, again) == compare.headline(metrics, tables)

@@ -249,3 +249,21 @@ def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
     runtime.set_rng_state(torch.load(tmp_path / "c.pt", weights_only=True)["rng"])
     got = (np.random.rand(3), random.random(), torch.rand(3))
     assert np.array_equal(want[0], got[0]) and want[1] == got[1] and torch.equal(want[2], got[2])
+
+
+def test_the_plateau_rule_by_hand():
+    from petlib.convergence import plateau
+
+    def hist(accs, every=3, n=12):
+        return {"epochs": [{"epoch": e, "val": {"accuracy": accs[e]} if e in accs else None} for e in range(1, n + 1)]}
+    flat = plateau(hist({3: 0.6, 6: 0.8, 9: 0.85, 12: 0.855}))
+    assert flat["from_epoch"] == 9 and flat["gain"] == pytest.approx(0.005) and flat["converged"]
+    rising = plateau(hist({3: 0.6, 6: 0.7, 9: 0.8, 12: 0.9}))
+    assert rising["from_epoch"] == 9 and rising["gain"] == pytest.approx(0.1) and not rising["converged"]
+    dip = plateau(hist({3: 0.6, 6: 0.9, 8: 0.88, 10: 0.9, 12: 0.9}, n=12))  # a dip at the reference, then flat
+    x, y = np.array([8, 10, 12.0]), np.array([0.88, 0.9, 0.9])  # the trend by hand: slope * 4 epochs
+    slope = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
+    assert dip["gain"] == pytest.approx(slope * 4) and dip["endpoint_gain"] == pytest.approx(0.02)
+    tie = plateau(hist({7: 0.5, 9: 0.6, 12: 0.6}, n=12))  # 2/3 of 12 = 8: epochs 7 and 9 tie, the earlier wins
+    assert tie["from_epoch"] == 7 and tie["best_gain"] == pytest.approx(0.1)
+    assert plateau(hist({12: 0.9})) is None
