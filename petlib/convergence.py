@@ -26,3 +26,13 @@ def plateau(history: dict) -> dict | None:
     return {"from_epoch": ref_epoch, "from": ref, "to_epoch": val[-1][0], "to": val[-1][1], "gain": gain,
             "endpoint_gain": val[-1][1] - ref, "best_gain": max(a for _, a in after) - max(a for _, a in before),
             "converged": gain < PLATEAU_GAIN}
+
+
+def summary(history: dict) -> str | None:
+    """02's sentence on the plateau (None without two validations)."""
+    pl = plateau(history)
+    if pl is None:
+        return None
+    verdict = "a plateau (converged)" if pl["converged"] else "still rising"
+    return (f"last third of the epochs (validation at epoch {pl['from_epoch']} -> {pl['to_epoch']}): "
+            f"{pl['gain'] * 100:+.2f} pt, {verdict}")

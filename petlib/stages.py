@@ -166,15 +166,16 @@ def _params_of(params: StudyParams, stage: str, model: str | None = None) -> dic
     return {k: param_value(params, k, model) for k in PARAMS[stage]}
 
 
-def _split_fingerprints(params: StudyParams, species: str, which: tuple[str, ...]) -> dict:
+def _split_fingerprints(params: StudyParams, species: str, *groups: tuple[str, ...]) -> dict:
+    """One fingerprint per group of splits ("train+val split": ...), from one read of the manifest."""
     from . import data
 
     try:
         splits = data.load_splits(params, species)
     except data.DataError:
-        return {f"{'+'.join(which)} split": None}
-    paths = [p for s in which for p in splits[s].paths]
-    return {f"{'+'.join(which)} split": data.fingerprint(splits[which[0]].root, paths)}
+        return {f"{'+'.join(g)} split": None for g in groups}
+    return {f"{'+'.join(g)} split": data.fingerprint(splits[g[0]].root, [p for s in g for p in splits[s].paths])
+            for g in groups}
 
 
 def train_check(params: StudyParams, model: str, species: str, repeat: int = 0) -> Check:
@@ -212,7 +213,7 @@ def _thresholds(run: Path) -> str | None:
 
 def eval_check(params: StudyParams, model: str, species: str) -> Check:
     files = {**_run_files(params, model, species, params.repeats(model, species)),
-             **_split_fingerprints(params, species, ("test",)), **_split_fingerprints(params, species, ("train",)),
+             **_split_fingerprints(params, species, ("test",), ("train",)),
              "protocol": file_digest(Layout(params).protocol_file(species))}
     return Check(f"eval {run_name(model, species)}", Layout(params).eval_dir(model, species) / STAMP,
                  _params_of(params, "eval"), files, code_inputs(ENTRY["eval"]))
