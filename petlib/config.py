@@ -181,10 +181,15 @@ class ExportParams:
     runs: list[str] = field(default_factory=list)  # "model-species" runs to export; empty: every run
     formats: list[str] = field(default_factory=list)  # registry ids (petlib.export.FORMATS); empty: all
     int8_max_mb: float = 2.0  # the phone goal (design §1): an INT8 candidate over it is never shipped
+    qat_epochs: int = 0  # > 0: the INT8 search also tries quantisation-aware training for this many epochs
+    qat_lr: float = 1e-5  # Adam's learning rate for it (cosine to 0): docs/results.md, "INT8 on the converged models"
 
     def validate(self, where: str) -> None:
         if not self.int8_max_mb > 0:
             raise ParamsError(f"{where}: export.int8_max_mb must be positive, got {self.int8_max_mb}")
+        if self.qat_epochs < 0 or not self.qat_lr > 0:
+            raise ParamsError(f"{where}: export.qat_epochs must be >= 0 and export.qat_lr positive, got "
+                              f"{self.qat_epochs} and {self.qat_lr}")
         unknown = [f for f in self.formats if f not in FORMAT_IDS]
         if unknown:
             raise ParamsError(f"{where}: export.formats names {unknown}; known: {list(FORMAT_IDS)}")

@@ -59,7 +59,8 @@ PARAMS = {
               "model.lr", "model.backbone_lr_mult", "model.epochs"),
     "eval": ("seed", "eval.tta", "eval.n_rank_pairs", "eval.n_triplets", "eval.n_overfit", "eval.n_robustness",
              "eval.n_bootstrap", "eval.gallery_frac", "data.lookalike_column", "data.synth.lookalike_family"),
-    "export": ("seed", "eval.n_rank_pairs", "export.formats", "export.int8_max_mb"),
+    "export": ("seed", "eval.n_rank_pairs", "export.formats", "export.int8_max_mb", "export.qat_epochs",
+               "export.qat_lr"),
     "compare": ("seed", "eval.n_bootstrap", "data.benchmark"),
 }
 # Every other params key, and why it is not an input (tests/test_stages.py checks that each key is one or the other).

@@ -47,7 +47,9 @@ def test_rows_have_stable_ids_and_roles(exported):
     shipped = [r["id"] for r in rows if r["role"] == "shipped"]
     assert shipped == list(export.FORMATS)  # one shipped row per format, in registry order
     cands = [r for r in rows if r["role"] == "candidate"]
-    assert [r["id"] for r in cands] == ["onnx_int8"] and cands[0]["label"].startswith("ONNX INT8 (before the search")
+    assert {r["id"] for r in cands} == {"onnx_int8"} and cands[0]["label"].startswith("ONNX INT8 (before the search")
+    qat_kept = exported["int8_search"]["kept_setting"]["qat_epochs"] is not None
+    assert [r["label"].startswith("ONNX INT8 (QAT: QAT 1 epochs") for r in cands[1:]] == ([] if qat_kept else [True])
 
 
 def test_int8_search_is_on_validation_and_ships_its_pick(exported, trained_ci):
@@ -55,7 +57,11 @@ def test_int8_search_is_on_validation_and_ships_its_pick(exported, trained_ci):
     other candidate under the cap that keeps it is more faithful; the shipped file is that candidate."""
     search, rows = exported["int8_search"], exported["int8_search"]["rows"]
     assert [r["stage"] for r in rows][:12] == ["calibration and weights"] * 12
-    assert {r["stage"] for r in rows} == {"calibration and weights", "calibration set size", "fp32 nodes"}
+    assert {r["stage"] for r in rows} == {"calibration and weights", "calibration set size", "fp32 nodes",
+                                          "quantisation-aware training"}  # params/ci.yaml: export.qat_epochs 1
+    qat_rows = [r["setting"] for r in rows if r["stage"] == "quantisation-aware training"]
+    assert [s.split(",")[0] for s in qat_rows] == ["QAT observers only (0 epochs)", "QAT 1 epochs"]
+    assert [h["epoch"] for h in search["qat_history"][qat_rows[1]]] == [0, 1]
     kept = [r for r in rows if r["kept"]]
     assert len(kept) == 1 and kept[0]["under_cap"] and kept[0]["setting"] == search["kept"]
     if kept[0]["loss_points"] <= 1.0:
@@ -132,6 +138,14 @@ def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
     assert got.startswith("INT8 (MinMax, 256 images, per-tensor): 1.97 MB, 3.5x smaller than fp32."), got
     assert "recall@1 +1.00 (+1.00 simulated)" in got and "does NOT keep the task" in got
     assert "3 of 100 queries lost their rank-1 match and 4 gained one" in got
+    assert "QAT" not in got
+    qat_rows = [{"stage": "quantisation-aware training", "setting": s, "mean_cosine": c, "loss_points": p}
+                for s, c, p in (("QAT observers only (0 epochs), x", 0.9971, 0.585), ("QAT 10 epochs, x", 0.9967, 1.25))]
+    result["int8_search"].update(rows=qat_rows, qat_history={"QAT observers only (0 epochs), x": [],
+                                                             "QAT 10 epochs, x": [{"loss": 0.004}, {"loss": 0.0026}]})
+    assert export.int8_summary(result).endswith(
+        " QAT (QAT 10 epochs, x): distillation loss on the training images 0.00400 -> 0.00260; on validation mean "
+        "cosine 0.9967 (its ranges alone 0.9971), worst loss 1.25 points (0.58 points).")
     assert "over the size goal" not in got
     result["int8_search"]["kept_under_cap"] = False  # every candidate over the cap: said, not hidden
     assert "No candidate was under export.int8_max_mb" in export.int8_summary(result)

@@ -17,7 +17,9 @@ in points over the three metrics and both modes; over the size cap it cannot be 
 
 The search is greedy, one stage at a time (each from the best so far): calibration method x weight
 scheme at 256 images, then the calibration set size, then the fp32 node groups. What counts as best
-is in `_rank`.
+is in `_rank`. With `export.qat_epochs`, a last stage adds quantisation-aware training (`qat`): its
+observers' ranges alone (0 epochs) and after fine-tuning, so what the training buys is measured apart
+from what torch.ao's own placement of the quantisation does.
 """
 from __future__ import annotations
 
@@ -51,11 +53,14 @@ class Setting:
     per_channel: bool = False
     reduce_range: bool = False
     fp32: tuple[str, ...] = ()
+    qat_epochs: int | None = None  # None: post-training quantisation; a number: QAT for that many epochs
 
     def label(self) -> str:
         weights = ("per-channel" if self.per_channel else "per-tensor") + (", 7-bit" if self.reduce_range else "")
         keep = f", fp32: {' + '.join(self.fp32)}" if self.fp32 else ""
-        return f"{self.method}, {self.calibration_images} images, {weights}{keep}"
+        qat = "" if self.qat_epochs is None else \
+            ("QAT observers only (0 epochs), " if not self.qat_epochs else f"QAT {self.qat_epochs} epochs, ")
+        return f"{qat}{self.method}, {self.calibration_images} images, {weights}{keep}"
 
 
 BEFORE_SEARCH = Setting(per_channel=True)  # what was shipped before the search (when its cosine won)
@@ -220,8 +225,11 @@ def _prepare(fp32: Path, pre: Path) -> dict[str, list[str]]:
 
 def quantize_file(fp32: Path, out: Path, calibration_items: Sequence, image_size: int,
                   setting: Setting = BEFORE_SEARCH) -> Path:
-    """One INT8 file of one setting, without the search (benchmarks/run_all.py times it)."""
+    """One INT8 file of a post-training setting, without the search (benchmarks/run_all.py times it)."""
     import tempfile
+
+    if setting.qat_epochs is not None:
+        raise ValueError(f"{setting.label()}: a QAT setting needs the torch model (petlib.export.qat)")
 
     with tempfile.TemporaryDirectory() as d:
         pre = Path(d) / "preprocessed.onnx"
@@ -230,30 +238,45 @@ def quantize_file(fp32: Path, out: Path, calibration_items: Sequence, image_size
         return quantize(pre, ranges, setting, groups, out)
 
 
+def qat_settings(epochs: int, calibration_images: int) -> list[Setting]:
+    """The QAT stage's candidates: the observers' ranges alone, then after `epochs` of fine-tuning."""
+    base = Setting("MinMax", calibration_images, per_channel=True)
+    return [replace(base, qat_epochs=e) for e in sorted({0, epochs})]
+
+
 def search(fp32: Path, calibration_items: Sequence, image_size: int, val: TestSet, cap_bytes: int, workdir: Path,
-           progress: bool = False) -> SearchResult:
+           progress: bool = False, qat: Callable[[Setting, Path], Path] | None = None,
+           qat_epochs: int = 0) -> SearchResult:
     """Greedy search (see the module docstring). `calibration_items` are images (paths or arrays) not in
-    `val`; the first n of them calibrate an n-image candidate. Returns every candidate's row and files."""
+    `val`; the first n of them calibrate an n-image candidate. `qat(setting, out)` writes a QAT
+    candidate (with `qat_epochs` > 0). Returns every candidate's row and files."""
     from ..progress import bar
 
     pre = workdir / "preprocessed.onnx"
     groups = _prepare(fp32, pre)
     ranges, rows, files = {}, [], {}
     best = Setting()
+    stages = ["calibration and weights", "calibration set size", "fp32 nodes"]
+    stages += ["quantisation-aware training"] if qat and qat_epochs > 0 else []
     with bar(total=None, desc="INT8 search", disable=not progress) as pbar:
-        for stage in ("calibration and weights", "calibration set size", "fp32 nodes"):
-            for s in _next_settings(stage, best, groups, len(calibration_items)):
+        for stage in stages:
+            todo = qat_settings(qat_epochs, len(calibration_items)) if stage.startswith("quantisation") else \
+                _next_settings(stage, best, groups, len(calibration_items))
+            for s in todo:
                 if s in files:
                     continue
-                key = (s.method, s.calibration_images)
-                if key not in ranges:
-                    ranges[key] = calibrate(pre, calibration_items[:s.calibration_images], image_size, s.method,
-                                            workdir)
-                path = quantize(pre, ranges[key], s, groups, workdir / f"candidate{len(files)}.onnx")
-                files[s] = path
-                size = path.stat().st_size
+                out = workdir / f"candidate{len(files)}.onnx"
+                if s.qat_epochs is None:
+                    key = (s.method, s.calibration_images)
+                    if key not in ranges:
+                        ranges[key] = calibrate(pre, calibration_items[:s.calibration_images], image_size, s.method,
+                                                workdir)
+                    files[s] = quantize(pre, ranges[key], s, groups, out)
+                else:
+                    files[s] = qat(s, out)
+                size = files[s].stat().st_size
                 rows.append({"stage": stage, "setting": s.label(), "bytes": size, "under_cap": size <= cap_bytes,
-                             **judge(path, val), "_setting": s})
+                             **judge(files[s], val), "_setting": s})
                 pbar.update(1)
             best = min(rows, key=_rank)["_setting"]
     for r in rows:

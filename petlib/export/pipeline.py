@@ -24,6 +24,7 @@ from ..layout import Layout
 from ..run import RunDir
 from . import int8
 from .measure import TASK_KEYS, TestSet, latencies, make_test_set, measure
+from .qat import QATRecipe
 from .registry import EXPORT_INSTALL, FORMATS, Format
 from .tools import ConvertContext
 
@@ -178,7 +179,10 @@ def _export(params, model: str, species: str, fmts: list[Format], out: Path, run
     ctx = ConvertContext(run, embedder, run.deploy_metadata(),
                          calibration_images(splits["train"], params.seed) if int8_wanted else [],
                          validation_set(embedder, val, size, params) if int8_wanted else None,
-                         int(params.export.int8_max_mb * 1e6), size, cfg["embedding_dim"], progress)
+                         int(params.export.int8_max_mb * 1e6), size, cfg["embedding_dim"], progress,
+                         train_images=splits["train"].paths if int8_wanted else (),
+                         qat=QATRecipe(params.export.qat_epochs, params.export.qat_lr, params.seed)
+                         if int8_wanted and params.export.qat_epochs else None)
     converted, rows = convert_all(ctx, fmts, out, progress)
     table = check_all(ctx, ts, fmts, converted, rows, out, progress)
     result = {"model": model, "species": species, "rows": table, "metadata": ctx.metadata,
@@ -227,7 +231,21 @@ def int8_summary(result: dict) -> str:
              f"{rc['ci95_points'][1]:+.2f} points; one query is {100 / rc['queries']:.2f} points).")
     return (f"INT8 ({result['int8_search']['kept']}): {kept['bytes'] / 1e6:.2f} MB, {fp32['bytes'] / kept['bytes']:.1f}x "
             f"smaller than fp32. On test, in points: {deltas}. Worst loss {test['loss_points']:.2f} points: it "
-            f"{verdict} the task (every metric within {int8.TARGET_POINTS:g} point)." + flips + cap)
+            f"{verdict} the task (every metric within {int8.TARGET_POINTS:g} point)." + flips + cap
+            + qat_summary(result["int8_search"]))
+
+
+def qat_summary(search: dict) -> str:
+    """What quantisation-aware training bought on validation, beside its ranges alone ('' without QAT)."""
+    rows = {r["setting"]: r for r in search.get("rows", []) if r["stage"] == "quantisation-aware training"}
+    trained = [(k, h) for k, h in search.get("qat_history", {}).items() if h]
+    if not trained or len(rows) < 2:
+        return ""
+    (label, hist), = trained
+    alone = next(r for k, r in rows.items() if k != label)
+    return (f" QAT ({label}): distillation loss on the training images {hist[0]['loss']:.5f} -> {hist[-1]['loss']:.5f}; "
+            f"on validation mean cosine {rows[label]['mean_cosine']:.4f} (its ranges alone {alone['mean_cosine']:.4f}), "
+            f"worst loss {rows[label]['loss_points']:.2f} points ({alone['loss_points']:.2f} points).")
 
 
 def int8_search_table(result: dict):

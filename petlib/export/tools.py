@@ -18,13 +18,15 @@ import torch
 from ..onnx_file import ExportError, example_input  # noqa: F401  (re-exported for the format modules)
 from ..run import RunDir
 from .measure import TestSet
+from .qat import QATRecipe
 
 
 @dataclass
 class ConvertContext:
     """Everything a converter may need: the run, its embedder (CPU, eval), the metadata every file
     carries, training images to calibrate INT8 on, the validation set INT8 candidates are scored on and
-    the INT8 size cap; converters leave what the report shows about them in `notes`."""
+    the INT8 size cap, and the training images and recipe of a QAT candidate (None: no QAT); converters
+    leave what the report shows about them in `notes`."""
     run: RunDir
     embedder: torch.nn.Module
     metadata: dict
@@ -35,6 +37,8 @@ class ConvertContext:
     embedding_dim: int
     progress: bool = False
     notes: dict = field(default_factory=dict)
+    train_images: Sequence = ()
+    qat: QATRecipe | None = None
 
 
 @contextlib.contextmanager
