@@ -291,6 +291,35 @@ def test_threshold_sweep_matches_brute_force():
     assert abs(r["accuracy"] - best[0]) < 1e-12 and abs(r["threshold"] + best[1]) < 1e-9
 
 
+def test_threshold_counts_from_sorted_scores_equal_a_comparison_per_threshold():
+    """Scores on the thresholds themselves (ties), NaN scores (same at no threshold) and float32 input:
+    every field equals a direct count of `score >= t` at each threshold."""
+    rng = np.random.default_rng(3)
+    for case in range(200):
+        n = int(rng.integers(1, 200))
+        s = np.round(rng.uniform(-0.7, 1.1, n), 2 if case % 2 else 6)
+        s[rng.random(n) < (0.1 if case % 3 == 0 else 0)] = np.nan
+        s = s.astype(np.float32 if case % 5 == 0 else np.float64)
+        y = rng.random(n) < rng.random()
+        r = metrics.best_threshold(s, y)
+        ts = metrics.verification.THRESHOLDS
+        pred = [np.asarray(s, np.float64) >= t for t in ts]
+        acc = [np.mean(p == y) for p in pred]
+        k = int(np.argmax(acc))
+        tp, fp = int((pred[k] & y).sum()), int((pred[k] & ~y).sum())
+        assert (r["accuracy"], r["threshold"]) == (acc[k], float(ts[k])), case
+        assert r["precision"] == (tp / (tp + fp) if tp + fp else 0.0) and r["recall"] == (tp / y.sum() if y.any() else 0.0)
+
+
+def test_average_ranks_are_scipys():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7, 300):
+        s = np.round(rng.uniform(-1, 1, n), 1)  # many ties
+        assert np.array_equal(metrics.verification.average_ranks(s), rankdata(s))
+
+
 def test_pair_scores_are_the_cosines_of_the_pairs():
     emb, _ = _emb(n_ids=5)
     pairs = np.array([[0, 1, 1], [2, 3, 0], [4, 4, 1]])
