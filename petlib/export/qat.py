@@ -113,7 +113,7 @@ def prepare(embedder: nn.Module, image_size: int) -> fx.GraphModule:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         student = prepare_qat_fx(fold_batchnorm(embedder).train(), mapping, (torch.zeros(1, 3, image_size, image_size),))
-    return student.eval()  # dropout off: the student copies the fp32 model's eval-mode output
+    return student.eval()  # the student copies the fp32 model in eval mode
 
 
 def _observers(model: nn.Module, on: bool) -> None:
