@@ -185,3 +185,34 @@ def test_recall_change_counts_flipped_queries_by_brute_force():
     assert got["ci95_points"][0] <= got["delta_points"] <= got["ci95_points"][1]
     assert got["lost"] + got["gained"] > 0  # the case exercises both directions, not a trivial zero
 
+
+
+def test_a_failing_qat_stage_keeps_the_post_training_search(trained_ci, tmp_path, monkeypatch):
+    """QAT is an extra candidate: when it raises (a backbone torch.ao cannot trace), the search still
+    returns its post-training pick, and the reason is one line in the result and in 05's sentence."""
+    from petlib.export import pipeline
+    from petlib.export.measure import task_metrics
+    from petlib.onnx_file import onnx_runner
+    from petlib.run import RunDir
+
+    run = RunDir(Layout(trained_ci).run_dir("mnv3", "cat"))
+    fp32 = run.file("pet_embedder.onnx")
+    monkeypatch.setattr(int8, "_next_settings", lambda stage, best, groups, n:
+                        [int8.Setting(calibration_images=4)] if stage == "calibration and weights" else [])
+    x = np.random.default_rng(0).normal(size=(12, 3, 64, 64)).astype(np.float32)
+    labels = np.repeat(np.arange(6), 2)
+    pairs = np.array([[i, j, int(labels[i] == labels[j])] for i in range(12) for j in range(i + 1, 12)])
+    ref = onnx_runner(fp32)(x)  # the reference: the fp32 file itself
+    ts = EvalSet(x, labels, pairs, ref, task_metrics(ref, labels, pairs))
+
+    def broken(setting, out):
+        raise RuntimeError("symbolically traced variables cannot be used\nas inputs to control flow")
+
+    found = int8.search(fp32, _images(8), 64, ts, 10 ** 9, tmp_path, qat=broken, qat_epochs=2)
+    assert [r["setting"] for r in found.rows] == [int8.Setting(calibration_images=4).label()]
+    assert found.best == int8.Setting(calibration_images=4)
+    assert found.qat_error == ("QAT observers only (0 epochs), MinMax, 8 images, per-channel: RuntimeError: "
+                               "symbolically traced variables cannot be used as inputs to control flow")
+    line = pipeline.qat_summary(found.to_json())
+    assert line.startswith(" QAT failed, so only post-training candidates were searched: QAT observers only")
+    assert "\n" not in line

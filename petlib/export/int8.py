@@ -207,11 +207,12 @@ class SearchResult:
     best: Setting
     before: Setting
     paths: dict
+    qat_error: str | None = None  # why the QAT stage stopped, when it failed
 
     def to_json(self) -> dict:
         kept = next(r for r in self.rows if r["kept"])
         return {"rows": self.rows, "kept": self.best.label(), "kept_setting": asdict(self.best),
-                "kept_under_cap": kept["under_cap"]}
+                "kept_under_cap": kept["under_cap"], **({"qat_error": self.qat_error} if self.qat_error else {})}
 
 
 def _prepare(fp32: Path, pre: Path) -> dict[str, list[str]]:
@@ -249,12 +250,13 @@ def search(fp32: Path, calibration_items: Sequence, image_size: int, val: TestSe
            qat_epochs: int = 0) -> SearchResult:
     """Greedy search (see the module docstring). `calibration_items` are images (paths or arrays) not in
     `val`; the first n of them calibrate an n-image candidate. `qat(setting, out)` writes a QAT
-    candidate (with `qat_epochs` > 0). Returns every candidate's row and files."""
+    candidate (with `qat_epochs` > 0); if it raises, the stage stops there with the reason in
+    `qat_error` and the post-training candidates stand. Returns every candidate's row and files."""
     from ..progress import bar
 
     pre = workdir / "preprocessed.onnx"
     groups = _prepare(fp32, pre)
-    ranges, rows, files = {}, [], {}
+    ranges, rows, files, qat_error = {}, [], {}, None
     best = Setting()
     stages = ["calibration and weights", "calibration set size", "fp32 nodes"]
     stages += ["quantisation-aware training"] if qat and qat_epochs > 0 else []
@@ -273,7 +275,11 @@ def search(fp32: Path, calibration_items: Sequence, image_size: int, val: TestSe
                                                 workdir)
                     files[s] = quantize(pre, ranges[key], s, groups, out)
                 else:
-                    files[s] = qat(s, out)
+                    try:
+                        files[s] = qat(s, out)
+                    except Exception as e:  # an extra candidate: a model torch.ao cannot trace loses only it
+                        qat_error = f"{s.label()}: {type(e).__name__}: {e}".replace("\n", " ")
+                        break
                 size = files[s].stat().st_size
                 rows.append({"stage": stage, "setting": s.label(), "bytes": size, "under_cap": size <= cap_bytes,
                              **judge(files[s], val), "_setting": s})
@@ -282,7 +288,7 @@ def search(fp32: Path, calibration_items: Sequence, image_size: int, val: TestSe
     for r in rows:
         r["kept"] = r.pop("_setting") == best
     before = replace(BEFORE_SEARCH, calibration_images=min(256, len(calibration_items)))
-    return SearchResult(rows, best, before, files)
+    return SearchResult(rows, best, before, files, qat_error)
 
 
 def recall_change(emb: np.ndarray, ts: TestSet, n_boot: int = 1000, seed: int = 0) -> dict:

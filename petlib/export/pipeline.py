@@ -237,6 +237,8 @@ def int8_summary(result: dict) -> str:
 
 def qat_summary(search: dict) -> str:
     """What quantisation-aware training bought on validation, beside its ranges alone ('' without QAT)."""
+    if search.get("qat_error"):
+        return f" QAT failed, so only post-training candidates were searched: {search['qat_error']}"
     rows = {r["setting"]: r for r in search.get("rows", []) if r["stage"] == "quantisation-aware training"}
     trained = [(k, h) for k, h in search.get("qat_history", {}).items() if h]
     if not trained or len(rows) < 2:
