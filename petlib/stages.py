@@ -75,7 +75,8 @@ NOT_INPUTS = {
     "train.device": "where it runs (provenance)", "train.amp": "how it computes on a GPU (provenance)",
     "train.channels_last": "memory layout (provenance)", "train.num_workers": "loader processes; augmentations are "
     "seeded per image and epoch", "train.pin_memory": "a transfer detail", "train.checkpoint_minutes": "how often "
-    "a resumable checkpoint is written", "train.cache_mb": "decoded images kept in RAM: the same pixels (a test checks)",
+    "a resumable checkpoint is written",
+    "train.cache_mb": "decoded images kept in RAM, in training and QAT: the same pixels (tests check)",
 }
 
 

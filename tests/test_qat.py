@@ -148,3 +148,18 @@ def test_a_qat_setting_says_so_and_cannot_be_quantised_without_the_model(tmp_pat
     assert int8.Setting().label() == "MinMax, 256 images, per-tensor"
     with pytest.raises(ValueError, match="needs the torch model"):
         int8.quantize_file(tmp_path / "missing.onnx", tmp_path / "q.onnx", [], SIZE, settings[1])
+
+
+def test_training_images_held_in_memory_train_the_same_student():
+    """`train.cache_mb` preprocesses QAT's training images once instead of every epoch: the same
+    history and the same weights as decoding a batch at a time."""
+    e = _embedder()
+    train, cal = _images(40, 5), _images(16, 6)
+    runs = []
+    for cache_mb in (0.0, 100.0):
+        student = qat.prepare(e, SIZE)
+        hist = qat.fine_tune(student, e, train, cal, SIZE, qat.QATRecipe(2, 1e-4, 0), cache_mb=cache_mb)
+        runs.append((hist, dict(student.named_parameters())))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(w, runs[1][1][n]) for n, w in runs[0][1].items())
+    assert torch.is_tensor(qat._in_memory(train, SIZE, 100.0)) and qat._in_memory(train, SIZE, 0.01) is train

@@ -39,7 +39,7 @@ def _qat_writer(ctx: ConvertContext, history: dict):
         recipe = replace(ctx.qat, epochs=setting.qat_epochs)
         path, history[setting.label()] = qat.train_candidate(
             ctx.embedder, ctx.train_images, ctx.calibration[:setting.calibration_images], ctx.image_size, recipe,
-            out, ctx.progress)
+            out, ctx.progress, ctx.cache_mb)
         return path
 
     return write

@@ -182,7 +182,7 @@ def _export(params, model: str, species: str, fmts: list[Format], out: Path, run
                          int(params.export.int8_max_mb * 1e6), size, cfg["embedding_dim"], progress,
                          train_images=splits["train"].paths if int8_wanted else (),
                          qat=QATRecipe(params.export.qat_epochs, params.export.qat_lr, params.seed)
-                         if int8_wanted and params.export.qat_epochs else None)
+                         if int8_wanted and params.export.qat_epochs else None, cache_mb=params.train.cache_mb)
     converted, rows = convert_all(ctx, fmts, out, progress)
     table = check_all(ctx, ts, fmts, converted, rows, out, progress)
     result = {"model": model, "species": species, "rows": table, "metadata": ctx.metadata,

@@ -128,13 +128,21 @@ def _batch(items: Sequence, image_size: int) -> torch.Tensor:
     return torch.from_numpy(preprocess_images(items, image_size))
 
 
-def _epoch(student: nn.Module, teacher: nn.Module, train: Sequence, image_size: int, gen: torch.Generator,
-           opt=None, sched=None, pbar=None) -> float:
+def _in_memory(items: Sequence, image_size: int, cache_mb: float) -> Sequence | torch.Tensor:
+    """The images preprocessed once (float32) when they fit `cache_mb`, else the items themselves, to be
+    decoded a batch at a time every epoch. The same pixels either way."""
+    if len(items) * 3 * image_size ** 2 * 4 <= cache_mb * 1e6:
+        return _batch(items, image_size)
+    return items
+
+
+def _epoch(student: nn.Module, teacher: nn.Module, train: Sequence | torch.Tensor, image_size: int,
+           gen: torch.Generator, opt=None, sched=None, pbar=None) -> float:
     """One pass over `train` in a random order with random horizontal flips; with `opt`, a training
     step per batch. Returns the mean distillation loss (1 - cosine to the teacher)."""
     losses = []
     for idx in torch.randperm(len(train), generator=gen).split(BATCH):
-        x = _batch([train[i] for i in idx.tolist()], image_size)
+        x = train[idx] if torch.is_tensor(train) else _batch([train[i] for i in idx.tolist()], image_size)
         x = torch.where((torch.rand(len(x), generator=gen) < 0.5)[:, None, None, None], x.flip(3), x)
         with torch.no_grad():
             target = teacher(x)
@@ -151,9 +159,10 @@ def _epoch(student: nn.Module, teacher: nn.Module, train: Sequence, image_size: 
 
 
 def fine_tune(student: nn.Module, teacher: nn.Module, train: Sequence, calibration: Sequence, image_size: int,
-              recipe: QATRecipe, progress: bool = False) -> list[dict]:
+              recipe: QATRecipe, progress: bool = False, cache_mb: float = 0.0) -> list[dict]:
     """Sets the ranges on the `calibration` images, freezes them, then trains `student` for
-    `recipe.epochs` on the `train` images (decoded a batch at a time) to reproduce `teacher` (Adam,
+    `recipe.epochs` on the `train` images (preprocessed once when they fit `cache_mb`, else decoded a
+    batch at a time) to reproduce `teacher` (Adam,
     cosine schedule to 0). The start is already close (cosine ~0.996), and Adam's first steps move every
     weight by about the learning rate whatever its gradient: it must be small (`export.qat_lr`).
     Returns per-epoch {epoch, loss, mean_cosine}, epoch 0 being the ranges alone, measured without a step."""
@@ -163,6 +172,7 @@ def fine_tune(student: nn.Module, teacher: nn.Module, train: Sequence, calibrati
             student(_batch(calibration[i:i + BATCH], image_size))
     _observers(student, False)
     gen = torch.Generator().manual_seed(recipe.seed)
+    train = _in_memory(train, image_size, cache_mb) if recipe.epochs else train
     losses = [_epoch(student, teacher, train, image_size, gen)] if recipe.epochs else []
     opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=recipe.lr)
     steps = recipe.epochs * -(-len(train) // BATCH)
@@ -251,12 +261,12 @@ def clean_qdq(model):
 
 
 def train_candidate(embedder: nn.Module, train: Sequence, calibration: Sequence, image_size: int,
-                    recipe: QATRecipe, out: Path, progress: bool = False) -> tuple[Path, list[dict]]:
+                    recipe: QATRecipe, out: Path, progress: bool = False, cache_mb: float = 0.0) -> tuple[Path, list[dict]]:
     """One QAT INT8 file from the fp32 `embedder` (left unchanged) and its per-epoch history. `train`
-    and `calibration` are images (paths or RGB arrays)."""
+    and `calibration` are images (paths or RGB arrays); `cache_mb` is `train.cache_mb`'s RAM budget."""
     import copy
 
     teacher = copy.deepcopy(embedder).eval()
     student = prepare(embedder, image_size)
-    history = fine_tune(student, teacher, train, calibration, image_size, recipe, progress)
+    history = fine_tune(student, teacher, train, calibration, image_size, recipe, progress, cache_mb)
     return export_qdq(student, image_size, out), history

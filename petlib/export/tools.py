@@ -39,6 +39,7 @@ class ConvertContext:
     notes: dict = field(default_factory=dict)
     train_images: Sequence = ()
     qat: QATRecipe | None = None
+    cache_mb: float = 0.0  # RAM for QAT's training images preprocessed once (train.cache_mb)
 
 
 @contextlib.contextmanager
