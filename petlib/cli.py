@@ -207,6 +207,51 @@ def _kernel(a) -> int:
     return 0
 
 
+def _digest(a) -> int:
+    from . import reproducible
+
+    if "torch" not in sys.modules:
+        reproducible.pin_env()
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from . import kernel_digest as kd
+
+    state = reproducible.apply(True, torch.device("cpu"))
+    mine = kd.compute(informational=a.all or a.write)
+    if a.training or a.write:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = kd.training_vector(Path(tmp))
+            mine["ci_training"] = {k: run[k] for k in ("losses", "weights", "val")}
+            print(f"MKL computed {run['mkl_gemm_calls']} matrix products in the pinned CI training")
+    if a.write:
+        from .io import atomic_write_json
+        from .report import cpu_model
+
+        old = kd.golden() if kd.GOLDEN.exists() else {}
+        machine = f"{cpu_model()} ({' '.join(reproducible.cpu_flags())})"
+        atomic_write_json(kd.GOLDEN, {**old, **mine, "machines": old.get("machines", []) + [machine]})
+        print(f"wrote {kd.GOLDEN}")
+        return 0
+    ref = kd.golden()
+    result = kd.compare(mine["ops"], ref)
+    if a.json:
+        print(json.dumps({"pinned": state.get("pinned"), **mine, **result}, indent=1))
+    else:
+        for k, v in mine["ops"].items():
+            print(f"{k:45s} {v}  {'=' if v == ref['ops'].get(k) else 'DIFFERS from ' + str(ref['ops'].get(k))}")
+        for k, v in mine.get("informational", {}).items():
+            print(f"{k:45s} {v}  (informational; golden machine: {ref.get('informational', {}).get(k)})")
+        for k, v in mine.get("ci_training", {}).items():
+            same = v == ref["ci_training"][k]
+            print(f"ci training {k:33s} {v}  {'=' if same else 'DIFFERS from ' + str(ref['ci_training'][k])}")
+            result["differ"] += [] if same else [f"ci_training.{k}"]
+        print(kd.verdict(result) + ("" if state.get("pinned") else " (and the pins are NOT in effect here)"))
+    return 0 if not result["differ"] and not result["missing"] else 1
+
+
 def _synth(a) -> int:
     from .synth import generate
 
@@ -216,7 +261,7 @@ def _synth(a) -> int:
 
 COMMANDS = {"study": _study, "data": _data, "train": _train, "evaluate": _evaluate, "embed": _embed,
             "export": _export, "compare": _compare, "register": _register, "recognize": _recognize,
-            "synth": _synth, "kernel": _kernel}
+            "synth": _synth, "kernel": _kernel, "digest": _digest}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--threshold", type=float, help="default: the model's recommended threshold")
             sp.add_argument("--far", type=float, help="use the model's threshold for this false-accept rate, e.g. 1e-3")
     sub.add_parser("kernel", help="install the project's Jupyter kernel (petface-study) into this environment")
+    sp = sub.add_parser("digest", help="this machine's pinned kernel digests against the golden vector "
+                                       "(exit 1 when they differ: its numbers will not match the documented ones)")
+    sp.add_argument("--all", action="store_true", help="also the informational paths pinned runs do not use")
+    sp.add_argument("--training", action="store_true", help="also the pinned CI training's losses and weights (~30 s)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument("--write", action="store_true", help="rewrite petlib/golden-kernels.json from this machine "
+                                                         "(maintainers, after a deliberate kernel change)")
     sp = sub.add_parser("synth", help="write a synthetic pet-face data set")
     sp.add_argument("out_dir")
     sp.add_argument("--species", default="cat", choices=["cat", "dog"])

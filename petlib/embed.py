@@ -12,6 +12,7 @@ from PIL import Image, ImageFilter
 
 from . import data
 from .io import atomic_path, file_sha256
+from .kernels import at_least_two
 
 
 class _Images(torch.utils.data.Dataset):
@@ -58,10 +59,11 @@ def embed_images(embedder: torch.nn.Module, items: Sequence, image_size: int, de
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            x, n = at_least_two(x)
             z = embedder(x).float()
             if tta:
                 z = torch.nn.functional.normalize(z + embedder(torch.flip(x, dims=[3])).float(), dim=1)
-        out.append(z.cpu())
+        out.append(z[:n].cpu())
     embedder.train(was)
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 

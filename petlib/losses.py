@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .kernels import linear
+
 
 class ArcFaceHead(nn.Module):
     """Logits s*cos(theta + m) for the target class and s*cos(theta) for the others.
@@ -35,7 +37,7 @@ class ArcFaceHead(nn.Module):
 
     def cosine(self, emb: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         w = self.weight if weight is None else weight
-        return F.linear(F.normalize(emb.float(), dim=1), F.normalize(w.float(), dim=1))
+        return linear(F.normalize(emb.float(), dim=1), F.normalize(w.float(), dim=1))
 
     def sample(self, labels: torch.Tensor) -> torch.Tensor:
         """Sorted indices of the classes one step scores: every class in `labels`, then random others."""

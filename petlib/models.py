@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .io import load_torch
+from .kernels import Linear
 from .losses import ArcFaceHead
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
@@ -180,8 +181,8 @@ class MLPHead(nn.Module):
 
     def __init__(self, channels: int, spatial: int = 0, embedding_dim: int = 128, dropout: float = 0.4):
         super().__init__()
-        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, 512), nn.BatchNorm1d(512), nn.PReLU(512),
-                                 nn.Dropout(0.2), nn.Linear(512, embedding_dim), nn.BatchNorm1d(embedding_dim))
+        self.net = nn.Sequential(nn.Dropout(dropout), Linear(channels, 512), nn.BatchNorm1d(512), nn.PReLU(512),
+                                 nn.Dropout(0.2), Linear(512, embedding_dim), nn.BatchNorm1d(embedding_dim))
 
     def forward(self, x):
         return self.net(x.mean((2, 3)) if x.ndim == 4 else x)
@@ -222,7 +223,7 @@ def _feature_shape(backbone: nn.Module, image_size: int) -> tuple[int, int]:
     was_training = backbone.training
     backbone.eval()
     with torch.no_grad():
-        c, h, w = backbone(torch.zeros(1, 3, image_size, image_size)).shape[1:]
+        c, h, w = backbone(torch.zeros(2, 3, image_size, image_size)).shape[1:]  # 2: oneDNN, as in training
     backbone.train(was_training)
     if h != w:
         raise ValueError(f"backbone gives a non-square {h}x{w} map at {image_size} px")

@@ -62,6 +62,10 @@ def device_info(params: StudyParams | None = None) -> dict:
                else reproducible.settings())
     info = {"cpu": cpu_model(), "cpu_flags": reproducible.cpu_flags(), "cpu_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "kernels": kernels}
+    if kernels.get("pinned"):
+        from . import kernel_digest as kd
+
+        info["golden"] = kd.verdict(kd.compare(kd.compute(quick=True)["ops"]))
     if torch.cuda.is_available():
         info["gpu"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         info["cuda"] = torch.version.cuda
@@ -102,12 +106,16 @@ def _kernels(env: dict) -> str:
     dev, k = env["device"], env["device"]["kernels"]
     pins = {name.lower(): value for name, value in reproducible.ENV.items()}
     pinned = all(k.get(n) == v for n, v in pins.items()) and k["aten_capability"] == "AVX2"
-    state = ("pinned (reproducible: true): same numbers on any x86-64 CPU with AVX2" if pinned else
+    state = ("pinned (reproducible: true): the documented numbers on any x86-64 CPU that reproduces the golden "
+             f"kernel vector (petlib/golden-kernels.json; `petface digest` checks a machine in full): "
+             f"{dev.get('golden', 'not checked')}" if pinned else
              "NOT pinned: numbers may differ on another machine" if env["params"].get("reproducible") else
              "not pinned (reproducible: false)")
     vals = ", ".join(f"{n}={k.get(n)}" for n in pins)
     return (f"{state}; ISA flags: {' '.join(dev['cpu_flags']) or 'unknown'}; ATen kernels {k['aten_capability']}; "
-            f"{vals}; torch threads {k['torch_threads']}; oneDNN (mkldnn) {'on' if k['mkldnn_enabled'] else 'off'}")
+            f"{vals}; torch threads {k['torch_threads']}; oneDNN (mkldnn) {'on' if k['mkldnn_enabled'] else 'off'}; "
+            f"linear layers through {k.get('linear_layers', 'BLAS')}"
+            + (" (not MKL, whose rounding follows the CPU vendor)" if k.get("linear_layers") == "oneDNN" else ""))
 
 
 def show_header(params: StudyParams, title: str, fingerprints: dict[str, str] | None = None) -> dict:

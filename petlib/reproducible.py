@@ -4,9 +4,10 @@ PyTorch, oneDNN and MKL each pick kernels for the CPU they find (AVX2, AVX-512, 
 reductions by thread count; on this project's CI training those choices moved the losses (README,
 "Reproducibility"). With `reproducible: true` (the default) a CPU run therefore uses: ATen's AVX2
 kernels (`ATEN_CPU_CAPABILITY`), oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA`), MKL's "compatible"
-code path (`MKL_CBWR`) and a fixed number of threads. oneDNN stays on: turning it off made the CI
-training several times slower here, and the ISA cap removed every difference this machine can show
-(oneDNN may still block by cache size on another CPU; the README says what is and is not proven).
+code path (`MKL_CBWR`), a fixed number of threads, and no MKL at all for what is trained: MKL's sgemm
+still rounds differently on Intel and AMD CPUs under those pins, so `kernels` sends linear layers to
+oneDNN, whose convolutions gave the same digests on both (docs/reproducibility.md; the golden vector in
+tests/reference/golden-kernels.json, checked by `petface kernels`).
 
 The variables are read when the libraries initialise, so they must be in the environment before torch
 is imported: the study runner puts them into every notebook kernel's environment, the `petface`
@@ -66,8 +67,11 @@ def apply(enabled: bool, device) -> dict:
     one GPU model and driver, not across devices)."""
     import torch
 
+    from . import kernels
+
     kind = getattr(device, "type", str(device))
     state = {"reproducible": bool(enabled), "device": kind}
+    kernels.route(enabled and kind == "cpu")
     if not enabled:
         return {**state, **settings()}
     if kind == "cuda":
@@ -89,9 +93,13 @@ def apply(enabled: bool, device) -> dict:
 
 
 def settings() -> dict:
-    """What decides rounding in this process now: ATen's kernel level, the pin variables, threads, oneDNN."""
+    """What decides rounding in this process now: ATen's kernel level, the pin variables, threads, oneDNN,
+    and which library computes the linear layers (`kernels`)."""
     import torch
+
+    from . import kernels
 
     return {"aten_capability": torch.backends.cpu.get_cpu_capability(),
             **{k.lower(): os.environ.get(k) for k in ENV},
-            "torch_threads": torch.get_num_threads(), "mkldnn_enabled": torch.backends.mkldnn.enabled}
+            "torch_threads": torch.get_num_threads(), "mkldnn_enabled": torch.backends.mkldnn.enabled,
+            "linear_layers": "oneDNN" if kernels.routed() else "BLAS"}

@@ -1,15 +1,14 @@
 """Same numbers whatever kernels the machine would pick: the CI training in fresh processes, pinned and
-with an environment that asks for other kernels, must give bit-equal losses and weights."""
-import hashlib
+with an environment that asks for other kernels, must give bit-equal losses and weights, and both they and
+the kernel digests must equal the golden vector (petlib/golden-kernels.json) recorded on another machine."""
 import json
 import os
 import subprocess
 import sys
 
 import pytest
-import torch
 
-from petlib import reproducible
+from petlib import kernel_digest, reproducible
 
 pytestmark = pytest.mark.slow
 
@@ -19,35 +18,51 @@ OTHER_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"
                  "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _train(folder, repo, env_extra: dict, *sets) -> dict:
-    """`petface train` of params/ci.yaml in a fresh process; losses (exact reprs) and a weights hash."""
+def _env(extra: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in reproducible.ENV}
-    env.update(env_extra)
-    args = [f"output_dir={folder}", f"reports_dir={folder}/reports", f"data.synth_dir={folder.parent}/data", *sets]
-    r = subprocess.run([sys.executable, "-m", "petlib.cli", "train", str(repo / "params" / "ci.yaml"),
-                        *[x for a in args for x in ("--set", a)]], capture_output=True, text=True, env=env,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    run = folder / "ci" / "runs" / "mnv3-cat"
-    hist = json.loads((run / "history.json").read_text())
-    state = torch.load(run / "pet_embedder.pt", weights_only=True)
-    digest = hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
-    return {"losses": [repr(e["loss"]) for e in hist["epochs"]], "weights": digest, "kernels": hist["kernels"],
-            "val": [repr(e["val"]["accuracy"]) for e in hist["epochs"] if e["val"]]}
+    return {**env, **extra}
 
 
 @pytest.mark.timeout(900)
-def test_pinned_training_is_bit_equal_whatever_kernels_the_environment_asks_for(tmp_path, repo):
-    pinned = _train(tmp_path / "pinned", repo, {})
-    other = _train(tmp_path / "other", repo, OTHER_KERNELS)
+def test_pinned_training_is_bit_equal_whatever_kernels_the_environment_asks_for(tmp_path):
+    pinned = kernel_digest.training_vector(tmp_path / "pinned", _env({}))
+    other = kernel_digest.training_vector(tmp_path / "other", _env(OTHER_KERNELS))
     assert pinned["kernels"]["pinned"] and other["kernels"]["pinned"]
     assert other["kernels"]["aten_capability"] == "AVX2" and other["kernels"]["torch_threads"] == reproducible.THREADS
     assert pinned["losses"] == other["losses"] and pinned["val"] == other["val"]
     assert pinned["weights"] == other["weights"]
-    # The test can fail: without the pins, the same environment changes the numbers.
-    loose = _train(tmp_path / "loose", repo, OTHER_KERNELS, "reproducible=false")
+    # No matrix product of pinned training goes to MKL (its sgemm rounds by CPU vendor).
+    assert pinned["mkl_gemm_calls"] == 0 and pinned["kernels"]["linear_layers"] == "oneDNN"
+    # The golden vector: a machine whose kernels round differently from the recorded ones fails here.
+    golden = kernel_digest.golden()["ci_training"]
+    got = {k: pinned[k] for k in golden}
+    assert got == golden, (f"the pinned CI training on this machine ({got}) differs from the golden vector "
+                           f"({golden}): its numbers will not match the documented ones (docs/reproducibility.md)")
+    # The test can fail: without the pins, the same environment changes the numbers and MKL computes.
+    loose = kernel_digest.training_vector(tmp_path / "loose", _env(OTHER_KERNELS), "reproducible=false")
     assert not loose["kernels"]["reproducible"] and loose["kernels"]["aten_capability"] == "DEFAULT"
     assert loose["losses"] != pinned["losses"] or loose["weights"] != pinned["weights"]
+    assert loose["mkl_gemm_calls"] > 0
+
+
+def test_kernel_digests_match_the_golden_vector(tmp_path):
+    """`petface digest` in a fresh process: every pinned op and both backbones as the golden machine."""
+    r = subprocess.run([sys.executable, "-m", "petlib.cli", "digest", "--json"], capture_output=True, text=True,
+                       env=_env(OTHER_KERNELS), timeout=600)
+    out = json.loads(r.stdout)
+    assert out["pinned"], out
+    assert set(out["ops"]) == set(kernel_digest.golden()["ops"])
+    assert not out["differ"], (f"this machine's kernels round differently from the golden vector's in {out['differ']}: "
+                               "pinned numbers will not match the documented ones (docs/reproducibility.md)")
+    assert r.returncode == 0
+
+
+def test_compare_names_the_digests_that_differ():
+    ref = {"ops": {"a": "1", "b": "2", "c": "3"}}
+    result = kernel_digest.compare({"a": "1", "b": "9", "d": "4"}, ref)
+    assert result == {"equal": ["a"], "differ": ["b"], "missing": ["d"]}
+    assert "NOT" in kernel_digest.verdict(result) and "b, d" in kernel_digest.verdict(result)
+    assert "reproduces" in kernel_digest.verdict(kernel_digest.compare({"a": "1"}, ref))
 
 
 def test_pin_env_sets_every_variable_and_reports_changes():

@@ -1,0 +1,64 @@
+"""Linear layers off MKL in pinned CPU runs (petlib.kernels): the same function, through oneDNN."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from petlib import kernels, losses, models
+
+
+@pytest.fixture
+def routed():
+    kernels.route(True)
+    yield
+    kernels.route(False)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 64])
+def test_routed_linear_is_the_linear_function_and_its_gradients(routed, rows):
+    g = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*s, generator=g, requires_grad=True) for s in ((rows, 96), (40, 96), (40,)))
+    ref_x, ref_w, ref_b = (t.detach().clone().requires_grad_() for t in (x, w, b))
+    y, ref = kernels.linear(x, w, b), F.linear(ref_x, ref_w, ref_b)
+    assert y.shape == (rows, 40)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    grad = torch.randn(y.shape, generator=g)
+    y.backward(grad)
+    ref.backward(grad)
+    for a, e in ((x, ref_x), (w, ref_w), (b, ref_b)):
+        torch.testing.assert_close(a.grad, e.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_routing_changes_the_kernel_not_only_the_name(routed):
+    """oneDNN's 1x1 convolution and MKL's sgemm sum in different orders: bitwise different, numerically equal."""
+    g = torch.Generator().manual_seed(1)
+    x, w = torch.randn(64, 128, generator=g), torch.randn(560, 128, generator=g)
+    assert not torch.equal(kernels.linear(x, w), F.linear(x, w))
+    kernels.route(False)
+    assert torch.equal(kernels.linear(x, w), F.linear(x, w))
+
+
+def test_traced_and_exported_graphs_see_a_plain_linear(routed):
+    lin = kernels.Linear(8, 4)
+    graph = str(torch.jit.trace(lin, torch.randn(3, 8)).graph)
+    assert "aten::linear" in graph and "conv" not in graph
+    assert set(lin.state_dict()) == set(torch.nn.Linear(8, 4).state_dict())
+
+
+def test_one_image_batches_are_doubled_only_when_routed(routed):
+    x = torch.randn(1, 3, 8, 8)
+    batch, n = kernels.at_least_two(x)
+    assert batch.shape[0] == 2 and n == 1 and torch.equal(batch[0], batch[1])
+    assert kernels.at_least_two(torch.randn(3, 3, 8, 8))[0].shape[0] == 3
+    kernels.route(False)
+    assert kernels.at_least_two(x)[0].shape[0] == 1
+
+
+def test_arcface_and_the_mlp_head_use_the_routed_product(routed, monkeypatch):
+    calls = []
+    real = kernels.linear
+    monkeypatch.setattr(kernels, "linear", lambda *a: calls.append(a[0].shape) or real(*a))
+    monkeypatch.setattr(losses, "linear", kernels.linear)
+    head = losses.ArcFaceHead(16, 10)
+    head(torch.randn(4, 16), torch.arange(4))
+    models.MLPHead(24, embedding_dim=16).eval()(torch.randn(4, 24, 2, 2))
+    assert calls[0] == (4, 16) and len(calls) == 3  # ArcFace, then the MLP head's two layers
