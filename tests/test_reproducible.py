@@ -75,3 +75,17 @@ def test_pin_env_sets_every_variable_and_reports_changes():
 
 def test_gpu_runs_are_not_given_cpu_pins():
     assert reproducible.wants_cpu_pins("cpu") and not reproducible.wants_cpu_pins("cuda:0")
+
+
+def test_the_report_header_says_whether_this_machine_reproduces_the_golden_vector():
+    from petlib import report
+
+    pins = {k.lower(): v for k, v in reproducible.ENV.items()}
+    kernels = {**pins, "aten_capability": "AVX2", "torch_threads": 2, "mkldnn_enabled": True, "linear_layers": "oneDNN"}
+    differ = kernel_digest.verdict({"equal": ["a"], "differ": ["conv1x1"], "missing": []})
+    env = {"params": {"reproducible": True}, "device": {"kernels": kernels, "cpu_flags": ["avx2"], "golden": differ}}
+    line = report._kernels(env)
+    assert line.startswith("pinned") and "does NOT reproduce the golden kernel vector: conv1x1" in line
+    assert "linear layers through oneDNN (not MKL" in line
+    env["device"]["kernels"] = {**kernels, "aten_capability": "DEFAULT"}
+    assert report._kernels(env).startswith("NOT pinned") and "golden" not in report._kernels(env)

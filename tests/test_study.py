@@ -28,6 +28,8 @@ def test_data_notebook_report(make_params, tmp_path):
     assert "git commit" in page and "data fingerprint" in page and "torch" in page
     # the runner gave the notebook kernel the CPU pins, and the header says so with the CPU's ISA flags
     assert "CPU kernels" in page and "pinned (reproducible: true)" in page and "ATen kernels AVX2" in page
+    # ... that its linear layers avoid MKL, and whether this machine reproduces the golden kernel vector
+    assert "linear layers through oneDNN" in page and "this machine reproduces the golden kernel vector" in page
     assert (tmp_path / "outputs" / "ci" / "splits" / "cat.csv").is_file()
     index = (rep / "index.html").read_text()
     assert "01_data.html" in index and "ok" in index
