@@ -1,6 +1,6 @@
 """Matrix products off MKL in pinned CPU runs: the one kernel family whose rounding follows the CPU vendor.
 
-Measured with `petface kernels` (docs/reproducibility.md): under the pins, a seeded forward and backward of
+Measured with `petface digest` (docs/reproducibility.md): under the pins, a seeded forward and backward of
 both backbones through oneDNN gives bit-equal digests on an Intel Xeon and on AMD EPYCs, while the same
 computation through PyTorch's im2col + MKL sgemm path differs between them, MKL_CBWR=COMPATIBLE
 notwithstanding. In pinned training MKL computed only the ArcFace logits (a linear layer) and their
@@ -39,10 +39,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     """`F.linear` for 2-D input; through oneDNN (a 1x1 convolution) when routed, the same value to rounding."""
     if not _active(x) or x.dim() != 2:
         return F.linear(x, weight, bias)
-    one = x.shape[0] == 1
-    xs = torch.cat([x, x]) if one else x
-    y = F.conv2d(xs[:, :, None, None], weight[:, :, None, None], bias).flatten(1)
-    return y[:1] if one else y
+    xs, n = at_least_two(x)
+    return F.conv2d(xs[:, :, None, None], weight[:, :, None, None], bias).flatten(1)[:n]
 
 
 def at_least_two(x: torch.Tensor) -> tuple[torch.Tensor, int]:

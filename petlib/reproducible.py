@@ -7,7 +7,7 @@ kernels (`ATEN_CPU_CAPABILITY`), oneDNN capped at AVX2 (`ONEDNN_MAX_CPU_ISA`), M
 code path (`MKL_CBWR`), a fixed number of threads, and no MKL at all for what is trained: MKL's sgemm
 still rounds differently on Intel and AMD CPUs under those pins, so `kernels` sends linear layers to
 oneDNN, whose convolutions gave the same digests on both (docs/reproducibility.md; the golden vector in
-tests/reference/golden-kernels.json, checked by `petface kernels`).
+petlib/golden-kernels.json, checked by `petface digest`).
 
 The variables are read when the libraries initialise, so they must be in the environment before torch
 is imported: the study runner puts them into every notebook kernel's environment, the `petface`
