@@ -104,7 +104,8 @@ def _export(a) -> int:
     run = RunDir(a.run_dir)
     p = run.params()
     _pin(p)
-    from .export import export_run, int8_summary
+    from .export.pipeline import export_run
+    from .export.summary import int8_summary
 
     out = Path(a.out) if a.out else Layout(p).export_dir(run.model, run.species)
     r = export_run(p, run.model, run.species, formats=a.formats, out_dir=out, run_dir=run.path, progress=True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import re
 from pathlib import Path
 
 PETLIB = Path(__file__).resolve().parent
@@ -93,11 +94,35 @@ def _defining(module: str, name: str) -> str:
     return module
 
 
-def _uses_of(tree: ast.AST, package: str) -> set[str]:
-    """The petlib modules whose definitions this code uses (its imports, re-exports resolved)."""
-    modules, used, bound = module_files(), set(), {}
+def _chain(node: ast.AST) -> list[str] | None:
+    """`a.b.c` as ['a', 'b', 'c'] when it is a chain of names, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return [node.id, *reversed(parts)] if isinstance(node, ast.Name) else None
+
+
+def _resolve(dotted: str) -> str:
+    """The module defining what a dotted name reaches: `petlib.data.load_splits` -> petlib.data.prepare."""
+    mod = _enclosing(dotted)
+    rest = dotted[len(mod) + 1:].split(".")[0] if dotted != mod else ""
+    return _defining(mod, rest) if rest else mod
+
+
+def _bindings(tree: ast.AST, package: str) -> tuple[dict[str, str], set[str]]:
+    """(local name -> petlib module it is bound to, modules used by `from X import name` of a definition)."""
+    modules, bound, used = module_files(), {}, set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "petlib" or a.name.startswith("petlib."):
+                    if a.asname:
+                        bound[a.asname] = _enclosing(a.name)
+                    else:
+                        bound["petlib"] = "petlib"
+                        used.add(_enclosing(a.name))
+        elif isinstance(node, ast.ImportFrom):
             base = _base(node, package)
             if not (base == "petlib" or base.startswith("petlib.")):
                 continue
@@ -105,15 +130,82 @@ def _uses_of(tree: ast.AST, package: str) -> set[str]:
                 sub = f"{base}.{a.name}"
                 if sub in modules:
                     bound[a.asname or a.name] = sub
-                    if modules[sub].name != "__init__.py":
-                        used.add(sub)
+                    used.add(sub)
                 else:
                     used.add(_defining(_enclosing(base), a.name))
+    return bound, used
+
+
+def _registry_strings(tree: ast.AST, package: str) -> set[str]:
+    """Modules a registry names in "module:function" strings (`export.registry.FORMATS`), which are
+    imported only when used: naming one is a use of it."""
+    out = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound:
-            mod = bound[node.value.id]
-            used.add(f"{mod}.{node.attr}" if f"{mod}.{node.attr}" in modules else _defining(mod, node.attr))
-    return {u for u in used if u}
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                re.fullmatch(r"[a-z_][a-z0-9_.]*:[a-z_][a-z0-9_]*", node.value):
+            mod = f"{package}.{node.value.split(':')[0]}"
+            if mod in module_files():
+                out.add(mod)
+    return out
+
+
+def _uses_of(tree: ast.AST, package: str) -> set[str]:
+    """The petlib modules whose definitions this code uses (its imports, re-exports resolved, the modules
+    a registry names). A package whose own __init__ defines what is used counts as a use of that file."""
+    bound, used = _bindings(tree, package)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and (chain := _chain(node)) and chain[0] in bound:
+            used.add(_resolve(".".join([bound[chain[0]], *chain[1:]])))
+    used |= _registry_strings(tree, package)
+    return {u for u in used if u and not _reexports_only(u)}
+
+
+def _reexports_only(module: str) -> bool:
+    """A package __init__ that only imports (and lists `__all__`): using a name through it uses the
+    defining module, never the __init__ itself."""
+    if module_files()[module].name != "__init__.py":
+        return False
+    body = _strip_docstrings(ast.parse(module_files()[module].read_text())).body
+    return all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Pass)) or
+               (isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets))
+               for n in body)
+
+
+@functools.cache
+def registrants() -> dict[str, frozenset[str]]:
+    """module -> the modules that register into it at import time: a bare top-level call of one of its
+    functions (`declare(...)` in `metrics/efficiency.py`) or a decorator from it. What they register is
+    part of the registry, so they join wherever it is used."""
+    out: dict[str, set[str]] = {}
+    for name in module_files():
+        tree = _parsed(name)
+        bound, _ = _bindings(tree, _package(name))
+        calls = []  # a bare call statement at the top (`declare(...)`) or a decorator: its effect is registering
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                calls += [d.func if isinstance(d, ast.Call) else d for d in stmt.decorator_list]
+            elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+                calls.append(stmt.value.func)
+        for c in calls:
+            target = _called_module(c, tree, _package(name), bound)
+            if target and target != name:
+                out.setdefault(target, set()).add(name)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def _called_module(func: ast.AST, tree: ast.AST, package: str, bound: dict[str, str]) -> str | None:
+    """The petlib module defining the function a call names, if any."""
+    chain = _chain(func)
+    if not chain:
+        return None
+    if chain[0] in bound:
+        return _resolve(".".join([bound[chain[0]], *chain[1:]]))
+    for node in ast.walk(tree):  # `from .spec import declare` then declare(...)
+        if isinstance(node, ast.ImportFrom) and len(chain) == 1:
+            base = _base(node, package)
+            if (base == "petlib" or base.startswith("petlib.")) and any((a.asname or a.name) == chain[0] for a in node.names):
+                return _defining(_enclosing(base), chain[0])
+    return None
 
 
 @functools.cache
@@ -123,15 +215,16 @@ def use_graph() -> dict[str, frozenset[str]]:
 
 
 def closure(entries: set[str] | frozenset[str], stop: frozenset[str] = frozenset()) -> set[str]:
-    """The entries and every module they use, transitively; the `stop` modules are reached but not
-    followed (what they use counts only through them)."""
-    graph, seen, stack = use_graph(), set(), list(entries)
+    """The entries and every module they use, transitively, with the modules that register into any of
+    them; the `stop` modules are reached but not followed (what they use counts only through them)."""
+    graph, joins, seen, stack = use_graph(), registrants(), set(), list(entries)
     while stack:
         m = stack.pop()
         if m not in seen:
             seen.add(m)
             if m not in stop:
                 stack.extend(graph.get(m, ()))
+                stack.extend(joins.get(m, ()))
     return seen
 
 

@@ -91,8 +91,7 @@ def param_value(params: StudyParams, key: str, model: str | None = None):
 def code_inputs(entries: set[str], leave_out: frozenset[str] = NEUTRAL | DATA_MODULES) -> dict[str, str]:
     """petlib file -> digest, for every module the entry points use, neutral and data modules aside."""
     mods = codegraph.closure(entries, stop=leave_out) - leave_out
-    return {codegraph.relpath(m): codegraph.code_digest(m) for m in sorted(mods)
-            if codegraph.module_files()[m].name != "__init__.py"}
+    return {codegraph.relpath(m): codegraph.code_digest(m) for m in sorted(mods)}
 
 
 def file_digest(path: Path) -> str | None:
@@ -234,6 +233,7 @@ def compare_check(params: StudyParams) -> Check:
     for name, d in Layout(params).comparison_runs().items():
         files[f"{name} metrics"] = file_digest(Path(d) / "metrics.json")
         files[f"{name} resample"] = file_digest(Path(d) / "resample.npz")
+    files["published figures"] = file_digest(codegraph.PETLIB / "published.yaml")  # the rows beside ours
     return Check("compare", Layout(params).compare_dir() / STAMP, _params_of(params, "compare"), files,
                  code_inputs(ENTRY["compare"]))
 

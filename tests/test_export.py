@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from petlib import export
-from petlib.export import coreml, tflite
-from petlib.export.tools import ChildConversion
+from petlib.export import coreml, pipeline, summary, tflite
+from petlib.export.tools import ChildConversion, ExportError
 from petlib.io import atomic_dir
 from petlib.layout import Layout
 from petlib.run import RunDir
@@ -28,7 +28,7 @@ def _rows(result):
 @pytest.fixture(scope="module")
 def exported(trained_ci):
     """mnv3-cat exported once to every format; later tests read the files."""
-    return export.export_run(trained_ci, "mnv3", "cat")
+    return pipeline.export_run(trained_ci, "mnv3", "cat")
 
 
 def test_cli_takes_the_formats_from_the_registry_without_torch():
@@ -77,8 +77,8 @@ def test_int8_search_is_on_validation_and_ships_its_pick(exported, trained_ci):
     test = search["test"]
     assert test["mean_cosine"] == pytest.approx(shipped["mean_cosine"], abs=1e-6)  # the same file, on test
     assert test["recall_change"]["queries"] > 0
-    assert "queries lost their rank-1 match" in export.int8_summary(exported)
-    table = export.int8_search_table(exported)
+    assert "queries lost their rank-1 match" in summary.int8_summary(exported)
+    table = summary.int8_search_table(exported)
     assert len(table) == len(rows) and table["kept"].sum() == 1
 
 
@@ -126,15 +126,15 @@ def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
                        {**ok, "id": "onnx_int8", "role": "shipped"},
                        {"id": "coreml", "role": "shipped", "status": "skipped"},
                        {"id": "tflite", "role": "shipped", "status": "failed"}]}
-    assert export.headline(result) == {"formats checked": "2/4", "INT8 MB": 1.97, "INT8 d-acc (pts)": -0.8,
+    assert summary.headline(result) == {"formats checked": "2/4", "INT8 MB": 1.97, "INT8 d-acc (pts)": -0.8,
                                        "ORT fp32 ms (b1, 1 thread)": 0.43}
-    assert export.headline({"rows": result["rows"][:1] + result["rows"][5:]}) == {"formats checked": "0/2"}
-    assert "no checked INT8" in export.int8_summary({"rows": result["rows"][:4]})  # INT8 failed: no StopIteration
+    assert summary.headline({"rows": result["rows"][:1] + result["rows"][5:]}) == {"formats checked": "0/2"}
+    assert "no checked INT8" in summary.int8_summary({"rows": result["rows"][:4]})  # INT8 failed: no StopIteration
     deltas = {f"{m}delta_{k}": d for m in ("", "simulated_") for k, d in
               (("verification_accuracy", -0.008), ("recall@1", 0.01), ("tar@far=1e-3", -0.02))}
     result["int8_search"] = {"kept": "MinMax, 256 images, per-tensor", "test": {
         **deltas, "loss_points": 2.0, "recall_change": {"queries": 100, "lost": 3, "gained": 4, "ci95_points": [-2, 4]}}}
-    got = export.int8_summary(result)
+    got = summary.int8_summary(result)
     assert got.startswith("INT8 (MinMax, 256 images, per-tensor): 1.97 MB, 3.5x smaller than fp32."), got
     assert "recall@1 +1.00 (+1.00 simulated)" in got and "does NOT keep the task" in got
     assert "3 of 100 queries lost their rank-1 match and 4 gained one" in got
@@ -143,12 +143,12 @@ def test_headline_counts_shipped_formats_and_reads_the_kept_int8():
                 for s, c, p in (("QAT observers only (0 epochs), x", 0.9971, 0.585), ("QAT 10 epochs, x", 0.9967, 1.25))]
     result["int8_search"].update(rows=qat_rows, qat_history={"QAT observers only (0 epochs), x": [],
                                                              "QAT 10 epochs, x": [{"loss": 0.004}, {"loss": 0.0026}]})
-    assert export.int8_summary(result).endswith(
+    assert summary.int8_summary(result).endswith(
         " QAT (QAT 10 epochs, x): distillation loss on the training images 0.00400 -> 0.00260; on validation mean "
         "cosine 0.9967 (its ranges alone 0.9971), worst loss 1.25 points (0.58 points).")
     assert "over the size goal" not in got
     result["int8_search"]["kept_under_cap"] = False  # every candidate over the cap: said, not hidden
-    assert "No candidate was under export.int8_max_mb" in export.int8_summary(result)
+    assert "No candidate was under export.int8_max_mb" in summary.int8_summary(result)
 
 
 @needs_converters
@@ -169,9 +169,9 @@ def test_coreml_check_catches_a_wrong_spec(exported, trained_ci):
     path = Layout(trained_ci).export_dir("mnv3", "cat") / "pet_embedder.mlpackage"
     ok = coreml.check(path, 64, 128, exported["metadata"])
     assert ok["batch_range"][0] == 1
-    with pytest.raises(export.ExportError, match=r"shape range"):
+    with pytest.raises(ExportError, match=r"shape range"):
         coreml.check(path, 112, 128, exported["metadata"])
-    with pytest.raises(export.ExportError, match=r"metadata keys missing: \['phone_app_key'\]"):
+    with pytest.raises(ExportError, match=r"metadata keys missing: \['phone_app_key'\]"):
         coreml.check(path, 64, 128, {**exported["metadata"], "phone_app_key": 1})
 
 
@@ -191,7 +191,7 @@ def test_missing_converter_is_skipped_with_install_command(trained_ci, monkeypat
 
     monkeypatch.setitem(export.FORMATS, "coreml",
                         dataclasses.replace(export.FORMATS["coreml"], packages=("petface_no_such_converter",)))
-    r = export.export_run(trained_ci, "mnv3", "cat", formats=["coreml"], out_dir=tmp_path)
+    r = pipeline.export_run(trained_ci, "mnv3", "cat", formats=["coreml"], out_dir=tmp_path)
     row = _rows(r)["CoreML (ML Program, fp32)"]
     assert row["status"] == "skipped" and "pip install" in row["reason"]
     assert not (tmp_path / "pet_embedder.mlpackage").exists()
@@ -204,7 +204,7 @@ def test_failing_converter_keeps_the_previous_file(trained_ci, monkeypatch, tmp_
     def broken(*a, **k):
         raise RuntimeError("converter exploded")
     monkeypatch.setattr(torch.jit, "save", broken)
-    r = export.export_run(trained_ci, "mnv3", "cat", formats=["torchscript", "onnx"], out_dir=tmp_path)
+    r = pipeline.export_run(trained_ci, "mnv3", "cat", formats=["torchscript", "onnx"], out_dir=tmp_path)
     rows = _rows(r)
     assert rows["TorchScript"]["status"] == "failed" and "converter exploded" in rows["TorchScript"]["reason"]
     assert rows["ONNX fp32"]["status"] == "ok"  # the other formats still ran
@@ -221,7 +221,7 @@ def test_failed_child_conversion_is_one_clear_error_and_keeps_the_file(tmp_path)
     src.write_bytes(b"")
     child = ChildConversion([sys.executable, "-c", "import sys; print('converter noise'); sys.exit('boom: op not lowered')"],
                           tmp, out, [src])
-    with pytest.raises(export.ExportError, match=r"pet_embedder.tflite: conversion failed \(exit 1\): boom"):
+    with pytest.raises(ExportError, match=r"pet_embedder.tflite: conversion failed \(exit 1\): boom"):
         child.wait()
     assert out.read_bytes() == b"previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pet_embedder.tflite"]
@@ -229,7 +229,7 @@ def test_failed_child_conversion_is_one_clear_error_and_keeps_the_file(tmp_path)
 
 def test_unknown_format_is_an_error(trained_ci):
     with pytest.raises(ValueError, match="unknown export formats"):
-        export.export_run(trained_ci, "mnv3", "cat", formats=["pdf"])
+        pipeline.export_run(trained_ci, "mnv3", "cat", formats=["pdf"])
 
 
 def test_atomic_dir_replaces_on_success_and_keeps_on_error(tmp_path):

@@ -190,7 +190,7 @@ def test_recall_change_counts_flipped_queries_by_brute_force():
 def test_a_failing_qat_stage_keeps_the_post_training_search(trained_ci, tmp_path, monkeypatch):
     """QAT is an extra candidate: when it raises (a backbone torch.ao cannot trace), the search still
     returns its post-training pick, and the reason is one line in the result and in 05's sentence."""
-    from petlib.export import pipeline
+    from petlib.export import summary
     from petlib.export.measure import task_metrics
     from petlib.onnx_file import onnx_runner
     from petlib.run import RunDir
@@ -213,6 +213,6 @@ def test_a_failing_qat_stage_keeps_the_post_training_search(trained_ci, tmp_path
     assert found.best == int8.Setting(calibration_images=4)
     assert found.qat_error == ("QAT observers only (0 epochs), MinMax, 8 images, per-channel: RuntimeError: "
                                "symbolically traced variables cannot be used as inputs to control flow")
-    line = pipeline.qat_summary(found.to_json())
+    line = summary.qat_summary(found.to_json())
     assert line.startswith(" QAT failed, so only post-training candidates were searched: QAT observers only")
     assert "\n" not in line

@@ -113,3 +113,51 @@ def test_force_names_a_stage_and_takes_what_depends_on_it(repo):
     with pytest.raises(ValueError, match="--force names"):
         forced_tasks(tasks, ["trian"])
     assert Task("x", "02_train", {}).stage == "train"
+
+
+def test_the_converters_a_registry_names_by_string_are_the_export_stages_code():
+    """`export/registry.py` names each format's functions as "module:function" strings: each named
+    module is export code (an edit to export/onnx.py once left a finished study up to date)."""
+    from petlib.export.registry import FORMATS
+
+    named = {f"petlib/export/{s.split(':')[0]}.py" for f in FORMATS.values()
+             for s in (f.convert, f.start, f.runner, f.spec_check, f.read_metadata) if s}
+    assert {"petlib/export/onnx.py", "petlib/export/tflite.py", "petlib/export/coreml.py"} <= named
+    assert named <= _code("export")
+    assert not named & (_code("train") | _code("eval")), "training and evaluation never call a converter"
+
+
+def test_the_report_helpers_of_an_export_re_render_and_never_re_export():
+    from petlib.study import notebook_code
+
+    shown = set(stages.code_inputs(notebook_code("05_export")))
+    assert {"petlib/export/pipeline.py", "petlib/export/summary.py"} <= shown
+    assert "petlib/export/summary.py" not in _code("export")
+
+
+def test_a_module_registering_at_import_joins_every_stage_that_reads_the_registry():
+    """`metrics/efficiency.py` sets its rows' direction by `declare(...)` at import: the comparison reads
+    those specs, so the module is comparison code even though nothing calls into it."""
+    assert "petlib.metrics.efficiency" in codegraph.registrants()["petlib.metrics.spec"]
+    assert "petlib/metrics/efficiency.py" in _code("compare")
+
+
+def test_plain_imports_and_package_code_are_uses():
+    assert codegraph.uses_in_source("import petlib.metrics.ranking as r\nr.rank_queries\n") == {"petlib.metrics.ranking"}
+    assert "petlib.export.onnx" in codegraph.uses_in_source("import petlib.export.onnx\n")
+    assert "petlib/export/__init__.py" not in _code("export"), "an __init__ that only re-exports is no code of its own"
+
+
+def test_no_module_hides_a_use_behind_a_lazy_attribute():
+    """A module-level `__getattr__` loads a module the code graph cannot see (05's report once could not
+    see export/pipeline.py): none may exist."""
+    import ast
+
+    for name, path in codegraph.module_files().items():
+        tree = ast.parse(path.read_text())
+        assert not any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body), name
+
+
+def test_the_published_figures_are_an_input_of_the_comparison(make_params, tmp_path):
+    check = stages.compare_check(make_params(tmp_path))
+    assert check.files["published figures"] == stages.file_digest(codegraph.PETLIB / "published.yaml")

@@ -66,3 +66,8 @@ def measure(make_runner, ts: TestSet, size: int, thread_counts, batches=(1, 32),
     row["status"] = "ok"
     row.update(latencies(make_runner, size, thread_counts, batches, set_threads))
     return row
+
+
+def ok_row(rows: list[dict], fid: str, role: str = "shipped") -> dict | None:
+    """The checked row of format `fid` in `role`, if any."""
+    return next((r for r in rows if r["id"] == fid and r["role"] == role and r["status"] == "ok"), None)

@@ -23,7 +23,7 @@ from ..latency import torch_runner
 from ..layout import Layout
 from ..run import RunDir
 from . import int8
-from .measure import TASK_KEYS, TestSet, latencies, make_test_set, measure
+from .measure import TestSet, latencies, make_test_set, measure, ok_row
 from .qat import QATRecipe
 from .registry import EXPORT_INSTALL, FORMATS, Format
 from .tools import ConvertContext
@@ -187,79 +187,8 @@ def _export(params, model: str, species: str, fmts: list[Format], out: Path, run
     table = check_all(ctx, ts, fmts, converted, rows, out, progress)
     result = {"model": model, "species": species, "rows": table, "metadata": ctx.metadata,
               "reference": ts.reference_task, "threads_all": torch.get_num_threads(), **ctx.notes}
-    if "int8_search" in ctx.notes and _find(table, "onnx_int8"):
+    if "int8_search" in ctx.notes and ok_row(table, "onnx_int8"):
         shipped = out / FORMATS["onnx_int8"].file_name
         result["int8_search"]["test"] = int8.judge(shipped, ts, recall_flips=True)
     atomic_write_json(out / "export.json", result)
     return result
-
-
-def _find(rows: list[dict], fid: str, role: str = "shipped") -> dict | None:
-    return next((r for r in rows if r["id"] == fid and r["role"] == role and r["status"] == "ok"), None)
-
-
-def headline(result: dict) -> dict:
-    """The figures the study index shows for one export: shipped formats written and checked, the
-    shipped INT8 model's size and accuracy change, and onnxruntime's batch-1 latency."""
-    shipped = [r for r in result["rows"] if r["role"] == "shipped"]
-    ok = [r for r in shipped if r["status"] in ("ok", "spec checked")]
-    out = {"formats checked": f"{len(ok)}/{len(shipped)}"}
-    kept, fp32 = _find(shipped, "onnx_int8"), _find(shipped, "onnx")
-    if kept:
-        out.update({"INT8 MB": round(kept["bytes"] / 1e6, 2),
-                    "INT8 d-acc (pts)": round(kept["delta_verification_accuracy"] * 100, 2)})
-    if fp32:
-        out["ORT fp32 ms (b1, 1 thread)"] = round(fp32["ms_b1_t1"], 2)
-    return out
-
-
-def int8_summary(result: dict) -> str:
-    """The shipped INT8 model against fp32 on test, and whether it keeps the task (every metric within
-    `int8.TARGET_POINTS`, through this CPU's kernels and the kernel-free simulation), or why there is none."""
-    kept, fp32 = _find(result["rows"], "onnx_int8"), _find(result["rows"], "onnx")
-    test = result.get("int8_search", {}).get("test")
-    if not kept or not fp32 or not test:
-        return "INT8: no checked INT8 model next to a checked fp32 one (see the table for why)."
-    deltas = ", ".join(f"{k} {test[f'delta_{k}'] * 100:+.2f} ({test[f'simulated_delta_{k}'] * 100:+.2f} simulated)"
-                       for k in TASK_KEYS)
-    verdict = "keeps" if test["loss_points"] <= int8.TARGET_POINTS else "does NOT keep"
-    cap = "" if result["int8_search"].get("kept_under_cap", True) else \
-        " No candidate was under export.int8_max_mb: this file is over the size goal."
-    rc = test["recall_change"]
-    flips = (f" Recall@1 through the kernels: {rc['lost']} of {rc['queries']} queries lost their rank-1 match and "
-             f"{rc['gained']} gained one (95% interval of the change {rc['ci95_points'][0]:+.2f} to "
-             f"{rc['ci95_points'][1]:+.2f} points; one query is {100 / rc['queries']:.2f} points).")
-    return (f"INT8 ({result['int8_search']['kept']}): {kept['bytes'] / 1e6:.2f} MB, {fp32['bytes'] / kept['bytes']:.1f}x "
-            f"smaller than fp32. On test, in points: {deltas}. Worst loss {test['loss_points']:.2f} points: it "
-            f"{verdict} the task (every metric within {int8.TARGET_POINTS:g} point)." + flips + cap
-            + qat_summary(result["int8_search"]))
-
-
-def qat_summary(search: dict) -> str:
-    """What quantisation-aware training bought on validation, beside its ranges alone ('' without QAT)."""
-    if search.get("qat_error"):
-        return f" QAT failed, so only post-training candidates were searched: {search['qat_error']}"
-    rows = {r["setting"]: r for r in search.get("rows", []) if r["stage"] == "quantisation-aware training"}
-    trained = [(k, h) for k, h in search.get("qat_history", {}).items() if h]
-    if not trained or len(rows) < 2:
-        return ""
-    (label, hist), = trained
-    alone = next(r for k, r in rows.items() if k != label)
-    return (f" QAT ({label}): distillation loss on the training images {hist[0]['loss']:.5f} -> {hist[-1]['loss']:.5f}; "
-            f"on validation mean cosine {rows[label]['mean_cosine']:.4f} (its ranges alone {alone['mean_cosine']:.4f}), "
-            f"worst loss {rows[label]['loss_points']:.2f} points ({alone['loss_points']:.2f} points).")
-
-
-def int8_search_table(result: dict):
-    """The search as a table: one row per candidate, validation figures in points."""
-    import pandas as pd
-
-    rows = result.get("int8_search", {}).get("rows", [])
-    cols = {"stage": "stage", "setting": "setting", "MB": "MB", "under_cap": "under cap", "mean_cosine": "mean cos",
-            "min_cosine": "min cos", **{f"delta_{k}": f"d {k}" for k in TASK_KEYS},
-            **{f"simulated_delta_{k}": f"d {k} (sim)" for k in TASK_KEYS}, "loss_points": "worst loss", "kept": "kept"}
-    df = pd.DataFrame([{**r, "MB": r["bytes"] / 1e6} for r in rows], columns=[*cols, "bytes"]).drop(columns="bytes")
-    for c in cols:
-        if c.startswith(("delta_", "simulated_delta_")):
-            df[c] = df[c] * 100
-    return df.rename(columns=cols).round(3)
