@@ -110,9 +110,10 @@ def _resolve(dotted: str) -> str:
     return _defining(mod, rest) if rest else mod
 
 
-def _bindings(tree: ast.AST, package: str) -> tuple[dict[str, str], set[str]]:
-    """(local name -> petlib module it is bound to, modules used by `from X import name` of a definition)."""
-    modules, bound, used = module_files(), {}, set()
+def _bindings(tree: ast.AST, package: str) -> tuple[dict[str, str], dict[str, str], set[str]]:
+    """(local name -> petlib module it is bound to, local name -> module defining the function or value
+    it is bound to, modules used by the imports themselves)."""
+    modules, bound, names, used = module_files(), {}, {}, set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
@@ -132,8 +133,9 @@ def _bindings(tree: ast.AST, package: str) -> tuple[dict[str, str], set[str]]:
                     bound[a.asname or a.name] = sub
                     used.add(sub)
                 else:
-                    used.add(_defining(_enclosing(base), a.name))
-    return bound, used
+                    names[a.asname or a.name] = _defining(_enclosing(base), a.name)
+                    used.add(names[a.asname or a.name])
+    return bound, names, used
 
 
 def _registry_strings(tree: ast.AST, package: str) -> set[str]:
@@ -152,7 +154,7 @@ def _registry_strings(tree: ast.AST, package: str) -> set[str]:
 def _uses_of(tree: ast.AST, package: str) -> set[str]:
     """The petlib modules whose definitions this code uses (its imports, re-exports resolved, the modules
     a registry names). A package whose own __init__ defines what is used counts as a use of that file."""
-    bound, used = _bindings(tree, package)
+    bound, _, used = _bindings(tree, package)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and (chain := _chain(node)) and chain[0] in bound:
             used.add(_resolve(".".join([bound[chain[0]], *chain[1:]])))
@@ -160,15 +162,16 @@ def _uses_of(tree: ast.AST, package: str) -> set[str]:
     return {u for u in used if u and not _reexports_only(u)}
 
 
+@functools.cache
 def _reexports_only(module: str) -> bool:
     """A package __init__ that only imports (and lists `__all__`): using a name through it uses the
     defining module, never the __init__ itself."""
     if module_files()[module].name != "__init__.py":
         return False
-    body = _strip_docstrings(ast.parse(module_files()[module].read_text())).body
     return all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Pass)) or
+               (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)) or
                (isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets))
-               for n in body)
+               for n in _parsed(module).body)
 
 
 @functools.cache
@@ -179,7 +182,7 @@ def registrants() -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = {}
     for name in module_files():
         tree = _parsed(name)
-        bound, _ = _bindings(tree, _package(name))
+        bound, names, _ = _bindings(tree, _package(name))
         calls = []  # a bare call statement at the top (`declare(...)`) or a decorator: its effect is registering
         for stmt in tree.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -187,25 +190,20 @@ def registrants() -> dict[str, frozenset[str]]:
             elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
                 calls.append(stmt.value.func)
         for c in calls:
-            target = _called_module(c, tree, _package(name), bound)
+            target = _called_module(c, bound, names)
             if target and target != name:
                 out.setdefault(target, set()).add(name)
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def _called_module(func: ast.AST, tree: ast.AST, package: str, bound: dict[str, str]) -> str | None:
-    """The petlib module defining the function a call names, if any."""
+def _called_module(func: ast.AST, bound: dict[str, str], names: dict[str, str]) -> str | None:
+    """The petlib module defining the function a call names (`spec.declare` or an imported `declare`)."""
     chain = _chain(func)
     if not chain:
         return None
     if chain[0] in bound:
         return _resolve(".".join([bound[chain[0]], *chain[1:]]))
-    for node in ast.walk(tree):  # `from .spec import declare` then declare(...)
-        if isinstance(node, ast.ImportFrom) and len(chain) == 1:
-            base = _base(node, package)
-            if (base == "petlib" or base.startswith("petlib.")) and any((a.asname or a.name) == chain[0] for a in node.names):
-                return _defining(_enclosing(base), chain[0])
-    return None
+    return names.get(chain[0]) if len(chain) == 1 else None
 
 
 @functools.cache
