@@ -6,7 +6,8 @@ ArcFace head and loss, the AdamW step, each forward and backward), and both back
 backward as `shared/tools/kernel-digest.py` computes them. `golden-kernels.json` beside this file holds
 the vector from the machines named there and the pinned CI training's losses and weights digest; a
 machine whose kernels round differently differs there first. `informational` entries are computed
-through paths pinned runs do not use (MKL's sgemm, PyTorch's convolutions without oneDNN): they are known
+through paths pinned runs do not use (MKL's sgemm, PyTorch's convolutions without oneDNN, the per-tensor
+AdamW step whose square roots are MKL's): they are known
 to differ between CPU vendors and are recorded to show that they do, not compared.
 
 Run it as `petface digest` (which sets the pins before torch loads); `tests/test_reproducible.py`
@@ -50,10 +51,11 @@ def _arcface(emb, w):
     return losses.arcface_loss(head.margin_logits(head.cosine(emb, w), labels), labels).reshape(1)
 
 
-def _adamw() -> str:
+def _adamw(fused: bool = True) -> str:
     g = torch.Generator().manual_seed(3)
     params = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in ((576, 96), (128,), (560, 128))]
-    opt = torch.optim.AdamW(params, lr=4e-3, weight_decay=5e-4)
+    opt = (kernels.optimizer(torch.optim.AdamW, params, lr=4e-3, weight_decay=5e-4) if fused
+           else torch.optim.AdamW(params, lr=4e-3, weight_decay=5e-4))
     for _ in range(3):
         for p in params:
             p.grad = torch.randn(p.shape, generator=g)
@@ -94,6 +96,7 @@ OPS: dict[str, Callable[[], str]] = {
 }
 INFORMATIONAL: dict[str, Callable[[], str]] = {
     "linear_mkl_sgemm": lambda: _op(F.linear, (64, 128), (560, 128)),
+    "adamw_step_per_tensor_mkl_sqrt": lambda: _adamw(fused=False),
     **{f"{b}_fwd_bwd_without_onednn": (lambda b=b: _backbone(b, onednn=False)) for b in BACKBONES},
 }
 

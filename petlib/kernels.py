@@ -10,6 +10,11 @@ two: PyTorch sends a one-image batch to its im2col + MKL path instead of oneDNN.
 
 `reproducible.apply` turns the routing on for pinned CPU runs; GPU and `reproducible: false` runs keep
 MKL (faster on big heads). Traced and exported graphs always see a plain linear layer.
+
+MKL also computes `torch.sqrt` of a CPU float tensor (its vector math, vmsSqrt), whose rounding also
+follows the vendor: PyTorch's per-tensor AdamW step (three AdamW steps in `petface digest`) differed
+between the Intel Xeon and the AMD EPYCs while its fused step did not. So every run takes square roots
+through `sqrt` and steps its optimizers fused (`optimizer`), on every device.
 """
 from __future__ import annotations
 
@@ -54,3 +59,13 @@ class Linear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
+
+
+def sqrt(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(x) for x > 0 off MKL: rsqrt is an IEEE square root and division in ATen's own kernels."""
+    return x * torch.rsqrt(x)
+
+
+def optimizer(cls: type[torch.optim.Optimizer], params, **kw) -> torch.optim.Optimizer:
+    """An Adam-family optimizer with the fused step, whose square roots are ATen's, not MKL's."""
+    return cls(params, fused=True, **kw)

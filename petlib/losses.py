@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .kernels import linear
+from .kernels import linear, sqrt
 
 
 class ArcFaceHead(nn.Module):
@@ -60,7 +60,7 @@ class ArcFaceHead(nn.Module):
         with torch.autocast(device_type=cos.device.type, enabled=False):
             cos = cos.float().clamp(-1.0, 1.0)
             target = cos.gather(1, labels[:, None])
-            sin = torch.sqrt((1.0 - target * target).clamp_min(1e-7))
+            sin = sqrt((1.0 - target * target).clamp_min(1e-7))
             cos_m, sin_m = math.cos(self.m), math.sin(self.m)
             with_margin = target * cos_m - sin * sin_m
             fallback = target - self.m * sin_m

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Sampler
 
-from . import data, metrics, reproducible, runtime, stages
+from . import data, kernels, metrics, reproducible, runtime, stages
 from .config import StudyParams, params_to_dict, project_root, relative_paths
 from .curves import Curves
 from .embed import embed_images
@@ -93,7 +93,7 @@ class EpochSampler(Sampler[int]):
 def build_optimizer(model: PetFaceModel, lr: float, backbone_mult: float, weight_decay: float):
     backbone = list(model.embedder.backbone.parameters())
     head = list(model.embedder.head.parameters()) + list(model.arcface.parameters())
-    return torch.optim.AdamW([{"params": backbone, "lr": lr * backbone_mult, "name": "backbone"},
+    return kernels.optimizer(torch.optim.AdamW, [{"params": backbone, "lr": lr * backbone_mult, "name": "backbone"},
                               {"params": head, "lr": lr, "name": "head"}], weight_decay=weight_decay)
 
 

@@ -70,3 +70,45 @@ def test_arcface_and_the_mlp_head_use_the_routed_product(routed, monkeypatch):
     head(torch.randn(4, 16), torch.arange(4))
     models.MLPHead(24, embedding_dim=16).eval()(torch.randn(4, 24, 2, 2))
     assert calls[0] == (4, 16) and len(calls) == 3  # ArcFace, then the MLP head's two layers
+
+
+# ATen ops whose CPU float kernels call MKL's vector math (vms*/vmd*), found with a gdb breakpoint on every
+# vms/vmd entry point of libtorch_cpu (docs/reproducibility.md); its rounding follows the CPU vendor.
+MKL_VECTOR_MATH = {"sqrt", "exp", "log", "tanh", "erf", "erfc", "erfinv", "sin", "cos", "tan", "asin", "acos",
+                   "atan", "log2", "log10", "trunc"}
+
+
+class _CPUFloatOps(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__.rstrip("_")
+        tensors = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+        if any(t.device.type == "cpu" and t.is_floating_point() for t in tensors):
+            self.seen.add("sqrt" if name == "pow" and args[1:2] == (0.5,) else name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_training_step_and_validation_call_no_mkl_vector_math(make_params, tmp_path):
+    """What made the per-tensor AdamW step differ between Intel and AMD: torch.sqrt on MKL. A pinned
+    training step (forward, ArcFace, backward, clipping, the optimizer step) and validation avoid it."""
+    from petlib import reproducible, runtime, train
+
+    params = make_params(tmp_path)
+    rt = runtime.setup("cpu", False)
+    reproducible.apply(params.reproducible, rt.device)
+    s = train.build(params, "mnv3", "cat", rt, progress=False)
+    x, y = next(iter(s.loader))
+    with _CPUFloatOps() as mode:
+        train.train_step(s, x, y, params.train, 0, 0, tmp_path)
+        train.validate(s)
+    assert {"convolution", "_fused_adamw"} <= mode.seen, mode.seen  # the mode saw the step
+    assert not mode.seen & MKL_VECTOR_MATH, mode.seen & MKL_VECTOR_MATH
+    kernels.route(False)
+
+
+def test_sqrt_off_mkl_is_the_square_root():
+    x = torch.rand(1000, dtype=torch.float64) + 1e-3
+    torch.testing.assert_close(kernels.sqrt(x.float()), x.sqrt().float(), rtol=2e-7, atol=0)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .. import kernels
 from ..io import atomic_path
 from ..progress import bar
 
@@ -174,7 +175,7 @@ def fine_tune(student: nn.Module, teacher: nn.Module, train: Sequence, calibrati
     gen = torch.Generator().manual_seed(recipe.seed)
     train = _in_memory(train, image_size, cache_mb) if recipe.epochs else train
     losses = [_epoch(student, teacher, train, image_size, gen)] if recipe.epochs else []
-    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=recipe.lr)
+    opt = kernels.optimizer(torch.optim.Adam, [p for p in student.parameters() if p.requires_grad], lr=recipe.lr)
     steps = recipe.epochs * -(-len(train) // BATCH)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
     with bar(total=steps, desc="QAT", disable=not progress or not steps) as pbar:
