@@ -31,6 +31,16 @@ def _study(a) -> int:
     return 1 if run_study(p, only=a.only, force=force, wait=a.wait, dry_run=a.dry_run) else 0
 
 
+def _status(a) -> int:
+    import json
+
+    from .status import as_json, lines, study_status
+
+    statuses = study_status(load_params(a.params, a.set), only=a.only)
+    print(json.dumps(as_json(statuses), indent=1) if a.json else "\n".join(lines(statuses)[:-1]))
+    return 0
+
+
 def _data(a) -> int:
     p = _params(a)
     from .data import dataset_stats, prepare_species
@@ -260,7 +270,7 @@ def _synth(a) -> int:
     return 0
 
 
-COMMANDS = {"study": _study, "data": _data, "train": _train, "evaluate": _evaluate, "embed": _embed,
+COMMANDS = {"study": _study, "status": _status, "data": _data, "train": _train, "evaluate": _evaluate, "embed": _embed,
             "export": _export, "compare": _compare, "register": _register, "recognize": _recognize,
             "synth": _synth, "kernel": _kernel, "digest": _digest}
 
@@ -285,6 +295,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "on them, even when their inputs are unchanged; alone: everything")
     sp.add_argument("--dry-run", action="store_true", help="print what would run and why; run nothing")
     sp.add_argument("--wait", action="store_true", help="wait for another study running in the same folder")
+    sp = with_params("status", "each task of the study: up to date, stale and why, or waiting; runs nothing")
+    sp.add_argument("--only", nargs="+", metavar="NAME", help="notebooks or task keys (and what they need)")
+    sp.add_argument("--json", action="store_true", help="print JSON (task, notebook, state, reasons, after, "
+                                                         "missing_outputs) for scripts")
     with_params("data", "generate/scan and split the study's data; print its statistics")
     sp = with_params("train", "train models (also under torchrun --nproc_per_node=N for several GPUs)")
     sp.add_argument("--model", action="append", help="model name from the params (default: all)")

@@ -214,7 +214,7 @@ def _evaluate(params: StudyParams, model: str, species: str, out: Path, progress
     result = {"schema": SCHEMA, "model": model, "backbone": run.config().get("backbone"), "species": species,
               "run_dir": os.path.relpath(run.path, out),
                "checkpoint_sha256": file_sha256(run.file("pet_embedder.pt")), "tta": ev.tta,
-               "test_fingerprint": data.fingerprint(test.root, test.paths), "kernels": kernels,
+               "test_fingerprint": data.splits_fingerprint(params, splits, ("test",)), "kernels": kernels,
                "repeats": repeats, "repeat_stats": repeat_stats(repeats),
                "n_images": int(len(labels)), "n_identities": int(len(np.unique(labels))), "retrieval": ret,
                "clustering": clu, "ranking": rank, "verification": ver, "triplets": tri, "overfitting": ovf,

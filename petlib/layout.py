@@ -29,6 +29,10 @@ class Layout:
     def scan_cache(self, species: str) -> Path:
         return self.out("scan", f"{species}.json")
 
+    def content_cache(self) -> Path:
+        """SHA-1s of the data files by size, mtime and ctime (`data.content`)."""
+        return self.out("scan", "content.json")
+
     def audit_file(self, species: str) -> Path:
         return self.out("audit", f"{species}.json")
 

@@ -111,6 +111,22 @@ def _timm_backbone(name: str, pretrained=None):
         raise
 
 
+def hub_weights_file(name: str) -> Path | None:
+    """The file timm's `pretrained=True` loads for a timm backbone, when it is in the local hub cache."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        hub_id = timm.models.get_pretrained_cfg(name).hf_hub_id
+    except (RuntimeError, AttributeError):
+        return None
+    for file in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+        found = try_to_load_from_cache(hub_id, file) if hub_id else None
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
 def create_backbone(name: str, pretrained: str | None = None) -> nn.Module:
     """A feature-map backbone by name; `pretrained` is None, a local weights file, or 'hub'."""
     if name in _BACKBONES:

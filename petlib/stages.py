@@ -4,7 +4,8 @@ the stamp that records it beside the stage's artefacts.
 A stage's inputs come in three groups:
 - **params**: the keys it reads (`PARAMS`), by value. Paths are never inputs: what a path holds is
   (`files`), so a moved checkout or output folder reuses everything.
-- **files**: fingerprints of the data splits (relative paths and sizes), hashes of checkpoints,
+- **files**: fingerprints of the data splits (each image's relative path, identity, split and SHA-1:
+  `data.content`), hashes of checkpoints,
   metrics files, a pretrained weights file, the protocol file.
 - **code**: the petlib modules the stage's entry point uses (`petlib.codegraph`: imports and re-exports
   followed), each by a digest that ignores comments, docstrings and layout. Left out, with what only
@@ -12,10 +13,14 @@ A stage's inputs come in three groups:
   parsing, paths), and `DATA_MODULES`, whose effect reaches a stage only through the files they
   write, which the `files` fingerprints cover.
 
-How and where a stage computes (device, AMP, worker and process count, CPU kernel pins, library
-versions) is provenance, recorded in the run, never a reason to redo it: a run trained on four GPUs
-with torchrun is used by a CPU study with the same inputs. `petface study --force train` redoes a
-stage after a change the inputs cannot see (a library upgrade, a fix outside petlib).
+- **software**: the versions of the libraries that compute the stage (`LIBRARIES`; None: not installed,
+  so installing a converter later re-runs the export). `library_versions: provenance` records them
+  without comparing, for a user who knows an upgrade is harmless.
+
+How and where a stage computes (device, AMP, worker and process count, CPU kernel pins) is provenance,
+recorded in the run, never a reason to redo it: a run trained on four GPUs with torchrun is used by a
+CPU study with the same inputs. `petface study --force train` redoes a stage after a change the inputs
+cannot see (a fix outside petlib).
 
 A stage writes `stage.json` last, after its artefacts, with state "finished"; training writes it with
 state "started" first, so that a study killed mid-run resumes from the last checkpoint.
@@ -36,15 +41,42 @@ from .layout import Layout, run_name
 
 STAMP = "stage.json"
 
-# Modules that cannot change a stage's numbers: writing files, progress, params parsing, paths, locks,
-# this module and the code graph, the training curves (TensorBoard).
-NEUTRAL = frozenset({"petlib.io", "petlib.progress", "petlib.config", "petlib.layout", "petlib.lock",
-                     "petlib.stages", "petlib.codegraph", "petlib.curves"})
-# Modules that produce the data: the split fingerprints in `files` cover what they do.
-DATA_MODULES = frozenset({"petlib.synth", "petlib.data.prepare", "petlib.data.scan", "petlib.data.splits",
-                          "petlib.data.types", "petlib.data.sources", "petlib.data.sources.base",
-                          "petlib.data.sources.files", "petlib.data.sources.folders", "petlib.data.sources.petface",
-                          "petlib.data.sources.synth", "petlib.data.sources.table"})
+# Modules that cannot change a stage's numbers, and why (tests/test_forgotten.py: every petlib module is
+# some stage's or report's code, a package that only re-exports, or here).
+NEUTRAL_WHY = {
+    "petlib.io": "writes and reads files atomically", "petlib.progress": "progress bars",
+    **{f"petlib.config{m}": "parses and validates params: their values are the inputs"
+       for m in ("", ".params", ".convert", ".paths", ".files", ".docs")}, "petlib.layout": "paths",
+    "petlib.lock": "the study folder's lock", "petlib.stages": "declares the inputs",
+    "petlib.codegraph": "reads the code", "petlib.curves": "TensorBoard curves beside a run",
+    "petlib.study": "the runner: executes and renders", "petlib.stage_table": "decides what runs",
+    "petlib.status": "says what would run",
+    "petlib.index_page": "the index page", "petlib.cli": "the command line: calls the stages",
+    "petlib.metrics.simulate": "the null simulation of benchmarks/error_rates.py and the tests; no stage",
+    "petlib.data.content": "hashes the data files for the split fingerprints (the inputs themselves)",
+    "petlib": "the package: a check that the environment is the project's, a warning filter",
+}
+NEUTRAL = frozenset(NEUTRAL_WHY)
+# Modules that only produce the data (01_data's work, never run inside a later stage: tests/test_forgotten.py
+# traces it): the split fingerprints in `files` cover what they do. What stages run of the data package
+# (reading the manifest, the sources' roots and look-alike families) is their code.
+DATA_MODULES = frozenset({"petlib.synth", "petlib.data.prepare", "petlib.data.scan", "petlib.data.audit"})
+
+_OPENCV = ("opencv-python-headless", "opencv-python")
+LIBRARIES = {
+    "data": ("numpy", _OPENCV, "pillow", "imagehash"),
+    "train": ("torch", "torchvision", "timm", "albumentations", "numpy", _OPENCV, "pillow"),
+    "eval": ("torch", "timm", "numpy", "scipy", "scikit-learn", "faiss-cpu", _OPENCV, "pillow"),
+    "export": ("torch", "timm", "numpy", "onnx", "onnxscript", "onnxruntime", "executorch", "coremltools",
+               "litert-torch", "ai-edge-litert"),
+    "compare": ("numpy", "scipy"),
+}
+
+# What each stage writes that later stages and reports read, relative to its folder: recorded by hash when it
+# finishes, so that an output deleted or edited by hand makes the stage stale (and the runner says which).
+OUTPUTS = {"train": ("pet_embedder.pt", "history.json", "config.json"),
+           "eval": ("metrics.json", "figures.npz", "resample.npz"),
+           "export": ("export.json", "pet_embedder.*"), "compare": ("tables.json",)}
 
 ENTRY = {"train": {"petlib.train"}, "eval": {"petlib.evaluate"}, "export": {"petlib.export.pipeline"},
          "compare": {"petlib.compare_stage"}}
@@ -77,6 +109,7 @@ NOT_INPUTS = {
     "seeded per image and epoch", "train.pin_memory": "a transfer detail", "train.checkpoint_minutes": "how often "
     "a resumable checkpoint is written",
     "train.cache_mb": "decoded images kept in RAM, in training and QAT: the same pixels (tests check)",
+    "library_versions": "whether the libraries' versions are inputs (the `software` group) or provenance",
 }
 
 
@@ -94,6 +127,24 @@ def code_inputs(entries: set[str], leave_out: frozenset[str] = NEUTRAL | DATA_MO
     return {codegraph.relpath(m): codegraph.code_digest(m) for m in sorted(mods)}
 
 
+def _version(dists: str | tuple[str, ...]) -> str | None:
+    from importlib import metadata
+
+    for d in (dists,) if isinstance(dists, str) else dists:
+        try:
+            return metadata.version(d)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def software_inputs(params: StudyParams, stage: str) -> dict | None:
+    """{library: version or None} the stage computes with; None when versions are provenance only."""
+    if params.library_versions == "provenance":
+        return None
+    return {(d if isinstance(d, str) else d[0].split("-python")[0]): _version(d) for d in LIBRARIES[stage]}
+
+
 def file_digest(path: Path) -> str | None:
     """A file's SHA-256 (16 hex digits), None when it does not exist."""
     return file_sha256(path)[:16] if Path(path).is_file() else None
@@ -107,9 +158,12 @@ class Check:
     params: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
     code: dict = field(default_factory=dict)
+    software: dict | None = None
+    outputs: tuple[str, ...] = ()
 
     def inputs(self) -> dict:
-        return {"params": self.params, "files": self.files, "code": self.code}
+        out = {"params": self.params, "files": self.files, "code": self.code}
+        return out if self.software is None else {**out, "software": self.software}
 
     def recorded(self) -> dict | None:
         try:
@@ -124,8 +178,16 @@ class Check:
             return ["not run yet"]
         why = diff(old.get("inputs", {}), self.inputs())
         if old.get("state") != "finished":
-            why = ["did not finish"] + why
-        return why
+            return ["did not finish"] + why
+        now = self.output_digests()
+        return why + [f"output {k} " + ("missing" if k not in now else "edited")
+                      for k, v in old.get("outputs", {}).items() if now.get(k) != v]
+
+    def output_digests(self) -> dict:
+        """{file relative to the stage folder: SHA-256 (16 digits)} of the stage's outputs now."""
+        folder = self.stamp.parent
+        found = sorted({p for pattern in self.outputs for p in folder.glob(pattern) if p.is_file()})
+        return {p.relative_to(folder).as_posix(): file_digest(p) for p in found}
 
     def up_to_date(self) -> bool:
         return not self.reasons()
@@ -136,7 +198,8 @@ class Check:
         return bool(old) and old.get("state") == "started" and not diff(old.get("inputs", {}), self.inputs())
 
     def write(self, state: str = "finished", **provenance) -> None:
-        atomic_write_json(self.stamp, {"stage": self.stage, "state": state, "inputs": self.inputs(),
+        outputs = self.output_digests() if state == "finished" else {}
+        atomic_write_json(self.stamp, {"stage": self.stage, "state": state, "inputs": self.inputs(), "outputs": outputs,
                                        "host": socket.gethostname(), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                        **provenance})
 
@@ -147,14 +210,17 @@ class Check:
 
 
 def diff(old: dict, new: dict, most: int = 6) -> list[str]:
-    """What differs between two recorded inputs: params by value, files and code by name."""
+    """What differs between two recorded inputs: params and software by value, files and code by name.
+    A group `new` does not have (software, when versions are provenance) is not compared."""
     out = []
-    for group in ("params", "files", "code"):
+    for group in ("params", "files", "code", "software"):
+        if group not in new and group != "params":
+            continue
         a, b = old.get(group, {}), new.get(group, {})
         for k in sorted(set(a) | set(b)):
             if a.get(k) == b.get(k):
                 continue
-            if group == "params":
+            if group in ("params", "software"):
                 out.append(f"{k} {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}")
             elif group == "code":
                 out.append(f"code {k} " + ("changed" if k in a and k in b else "added" if k in b else "no longer used"))
@@ -175,18 +241,26 @@ def _split_fingerprints(params: StudyParams, species: str, *groups: tuple[str, .
         splits = data.load_splits(params, species)
     except data.DataError:
         return {f"{'+'.join(g)} split": None for g in groups}
-    return {f"{'+'.join(g)} split": data.fingerprint(splits[g[0]].root, [p for s in g for p in splits[s].paths])
-            for g in groups}
+    return {f"{'+'.join(g)} split": data.splits_fingerprint(params, splits, g) for g in groups}
 
 
 def train_check(params: StudyParams, model: str, species: str, repeat: int = 0) -> Check:
     m = params.model(model)
     files = _split_fingerprints(params, species, ("train", "val"))
     if m.pretrained:
-        files["pretrained weights"] = file_digest(Path(m.pretrained)) if m.pretrained != "hub" else "hub"
+        files["pretrained weights"] = (file_digest(Path(m.pretrained)) if m.pretrained != "hub"
+                                       else _hub_weights(m.backbone))
     ps = {**_params_of(params, "train", model), "train seed": params.train_seed(repeat)}
     return Check(f"train {run_name(model, species, repeat)}", Layout(params).run_dir(model, species, repeat) / STAMP,
-                 ps, files, code_inputs(ENTRY["train"]))
+                 ps, files, code_inputs(ENTRY["train"]), software_inputs(params, "train"), OUTPUTS["train"])
+
+
+def _hub_weights(backbone: str) -> str:
+    """The digest of the file `pretrained: hub` resolves to in the local hub cache, not the word "hub"."""
+    from .models import hub_weights_file
+
+    path = hub_weights_file(backbone)
+    return f"hub {file_digest(path)}" if path else "hub (not in this machine's cache)"
 
 
 def _run_files(params: StudyParams, model: str, species: str, repeats: int) -> dict:
@@ -217,7 +291,8 @@ def eval_check(params: StudyParams, model: str, species: str) -> Check:
              **_split_fingerprints(params, species, ("test",), ("train",)),
              "protocol": file_digest(Layout(params).protocol_file(species))}
     return Check(f"eval {run_name(model, species)}", Layout(params).eval_dir(model, species) / STAMP,
-                 _params_of(params, "eval"), files, code_inputs(ENTRY["eval"]))
+                 _params_of(params, "eval"), files, code_inputs(ENTRY["eval"]), software_inputs(params, "eval"),
+                 OUTPUTS["eval"])
 
 
 def export_check(params: StudyParams, model: str, species: str) -> Check:
@@ -225,7 +300,7 @@ def export_check(params: StudyParams, model: str, species: str) -> Check:
     ps = _params_of(params, "export")
     ps["export.formats"] = ps["export.formats"] or list(FORMAT_IDS)  # empty means every format
     return Check(f"export {run_name(model, species)}", Layout(params).export_dir(model, species) / STAMP,
-                 ps, files, code_inputs(ENTRY["export"]))
+                 ps, files, code_inputs(ENTRY["export"]), software_inputs(params, "export"), OUTPUTS["export"])
 
 
 def compare_check(params: StudyParams) -> Check:
@@ -235,22 +310,25 @@ def compare_check(params: StudyParams) -> Check:
         files[f"{name} resample"] = file_digest(Path(d) / "resample.npz")
     files["published figures"] = file_digest(codegraph.PETLIB / "published.yaml")  # the rows beside ours
     return Check("compare", Layout(params).compare_dir() / STAMP, _params_of(params, "compare"), files,
-                 code_inputs(ENTRY["compare"]))
+                 code_inputs(ENTRY["compare"]), software_inputs(params, "compare"), OUTPUTS["compare"])
 
 
-def _tree_fingerprint(root: Path) -> str | None:
-    """Relative paths and sizes of every file under `root` (None when it does not exist)."""
+def _tree_fingerprint(root: Path, cache: Path) -> str | None:
+    """Relative path and SHA-1 (`data.content`) of every file under `root` (None when it does not exist)."""
     import hashlib
     import os
 
+    from .data import content
+
     if not root.is_dir():
         return None
-    h = hashlib.sha256()
+    paths = []
     for d, dirs, files in sorted(os.walk(root)):
         dirs.sort()
-        for f in sorted(files):
-            p = Path(d) / f
-            h.update(f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}\n".encode())
+        paths += [Path(d) / f for f in sorted(files)]
+    h = hashlib.sha256()
+    for p, digest in zip(paths, content.sha1s(paths, cache)):
+        h.update(f"{p.relative_to(root).as_posix()}\t{digest}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -262,10 +340,11 @@ def data_inputs(params: StudyParams) -> dict:
     for s in params.data.species:
         root = params.data.roots.get(s) if params.data.source == "table" else data_root(params, s)
         if root:
-            files[f"{s} images"] = _tree_fingerprint(Path(root))
+            files[f"{s} images"] = _tree_fingerprint(Path(root), Layout(params).content_cache())
         for kind, table in (("table", params.data.tables), ("manifest", params.data.manifest)):
             if s in table:
                 files[f"{s} {kind}"] = file_digest(Path(table[s]))
     for k, v in params.data.identity_lists.items():
         files[f"{k} identity list"] = file_digest(Path(v))
-    return {"params": _params_of(params, "data"), "files": files}
+    software = software_inputs(params, "data")
+    return {"params": _params_of(params, "data"), "files": files, **({} if software is None else {"software": software})}

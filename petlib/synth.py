@@ -20,7 +20,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-VERSION = 2
 SPECIES_CODE = {"cat": 1, "dog": 2}
 
 # Fur colour families (RGB) and pattern types. Families, not single colours: members of a look-alike
@@ -313,6 +312,17 @@ def _work(job: _Job) -> int:
     return n
 
 
+def code_version() -> str:
+    """Digest of the code that draws the faces (this module and the petlib code it uses): the set is
+    redrawn when that code changes, with no version number to keep by hand."""
+    import hashlib
+
+    from . import codegraph
+
+    mods = sorted(codegraph.closure({"petlib.synth"}) - {"petlib.codegraph"})
+    return hashlib.sha256(" ".join(f"{m}:{codegraph.code_digest(m)}" for m in mods).encode()).hexdigest()[:16]
+
+
 def generate(out_dir: str | Path, species: str = "cat", n_identities: int = 200, image_size: int = 112,
              seed: int = 0, family: int = 4, workers: int | None = None, progress: bool = True) -> dict:
     """Write `<out_dir>/<identity>/<n>_face0.jpg`, deterministic from the arguments.
@@ -325,7 +335,7 @@ def generate(out_dir: str | Path, species: str = "cat", n_identities: int = 200,
     if species not in SPECIES_CODE:
         raise ValueError(f"synth.generate: species must be one of {sorted(SPECIES_CODE)}, got {species!r}")
     out_dir = Path(out_dir)
-    record = {"version": VERSION, "species": species, "n_identities": n_identities, "image_size": image_size,
+    record = {"code": code_version(), "species": species, "n_identities": n_identities, "image_size": image_size,
               "seed": seed, "family": family}
     marker = out_dir / ".synth.json"
     if marker.is_file():

@@ -11,13 +11,11 @@ Training writes a run folder (`petlib.run`); it never imports the export package
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import signal
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,8 @@ from . import data, kernels, metrics, reproducible, runtime, stages
 from .config import StudyParams, params_to_dict, project_root, relative_paths
 from .curves import Curves
 from .embed import embed_images
-from .io import atomic_path, atomic_write_json, load_torch
+from .checkpoints import Checkpoints, save_torch, stop_on_signals
+from .io import atomic_write_json, load_torch
 from .layout import Layout
 from .losses import arcface_loss
 from .models import PetFaceModel, create_embedder, embedder_from_config
@@ -156,7 +155,7 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
         data.prepare_species(params, species, progress=progress and rt.main)
     splits = data.load_splits(params, species)
     train_idx, val_idx = splits["train"], splits["val"]
-    fingerprint = data.fingerprint(train_idx.root, train_idx.paths + val_idx.paths)
+    fingerprint = data.splits_fingerprint(params, splits, ("train", "val"))
     size = params.data.image_size
 
     embedder = create_embedder(mp.backbone, size, tp.embedding_dim, mp.head, mp.pretrained, tp.dropout)
@@ -194,16 +193,6 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
                  scaler, ds, sampler, loader, steps, total, mp.epochs, val_idx, pairs, config, eval_kw)
 
 
-def _save(obj, path: Path) -> None:
-    """Atomic torch.save through a file object: torch then names the archive's inner folder "archive"
-    rather than after the (random) temp file, so the same weights give the same bytes and checksum."""
-    try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            torch.save(obj, f)
-    except OSError as e:
-        raise OSError(e.errno, f"{path}: cannot be written ({e.strerror or e}); the previous file is intact") from None
-
-
 def _config_diff(old: dict, new: dict) -> list[str]:
     old, new = json.loads(json.dumps(old, default=str)), json.loads(json.dumps(new, default=str))
     return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
@@ -237,38 +226,6 @@ def start_or_resume(s: Setup, out: Path, resume: bool, log) -> tuple[dict, float
         log(f"resumed {out} " + (f"in epoch {ck['epoch'] + 1} at step {partial['step'] + 1}" if partial
                                  else f"after epoch {ck['epoch'] + 1}"))
     return ck["history"], ck["best"], ck["epoch"] + (0 if partial else 1), partial
-
-
-@dataclass
-class Checkpoints:
-    """When the loop writes `last_checkpoint.pt` inside an epoch: every `minutes` (0: every step), and at
-    the next step boundary after SIGTERM or SIGINT (what schedulers send before preemption)."""
-    minutes: float
-    last: float = field(default_factory=time.time)
-    signum: int | None = None
-
-    def due(self) -> bool:
-        return self.signum is not None or time.time() - self.last >= self.minutes * 60
-
-
-@contextlib.contextmanager
-def stop_on_signals(ck: Checkpoints):
-    """SIGTERM/SIGINT set a flag the loop checks after each step; a second one stops at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if ck.signum is not None:
-            raise KeyboardInterrupt
-        ck.signum = signum
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -364,14 +321,14 @@ def save_checkpoint(s: Setup, out: Path, epoch: int, history: dict, best: float,
           "rng": runtime.rng_state(), "config": s.config}
     if partial is not None:
         ck["partial"] = {**partial, "rng": ck["rng"]}
-    _save(ck, out / "last_checkpoint.pt")
+    save_torch(ck, out / "last_checkpoint.pt")
 
 
 def save_epoch(s: Setup, out: Path, epoch: int, entry: dict, history: dict, best: float) -> float:
     """best_model.pt when validation improved, last_checkpoint.pt and history.json always (rank 0)."""
     if entry["val"] is not None and entry["val"]["accuracy"] > best:
         best = entry["val"]["accuracy"]
-        _save({"model": s.model.state_dict(), "epoch": epoch, "val": entry["val"], "config": s.config},
+        save_torch({"model": s.model.state_dict(), "epoch": epoch, "val": entry["val"], "config": s.config},
               out / "best_model.pt")
     save_checkpoint(s, out, epoch, history, best)
     atomic_write_json(out / "history.json", history)
@@ -481,7 +438,7 @@ def finalize(out: Path) -> None:
     run = RunDir(out)
     state = load_torch(out / "best_model.pt")["model"]
     emb_state = {k[len("embedder."):]: v for k, v in state.items() if k.startswith("embedder.")}
-    _save(emb_state, out / "pet_embedder.pt")
+    save_torch(emb_state, out / "pet_embedder.pt")
     embedder = embedder_from_config(run.config()["embedder"], emb_state)
     export_onnx(embedder, out / "pet_embedder.onnx", metadata=run.deploy_metadata())
 

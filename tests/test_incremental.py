@@ -186,3 +186,130 @@ def _descendants(pid: int) -> list[int]:
         out += kids
         frontier = kids
     return out
+
+
+# ---- issue 32's end-to-end cases: each edit makes stale what it changes, seen by `petface status`
+def _status(folder: Path, repo: Path, **changes) -> dict:
+    from petlib.status import study_status
+
+    return {s.task: s for s in study_status(load_params(_write(folder, repo, **changes)))}
+
+
+def _stale(st: dict) -> set[str]:
+    return {k for k, s in st.items() if s.state == "stale"}
+
+
+TRAININGS = {"02_train-mnv3-cat", "02_train-b-cat"}
+EVALS = {"03_evaluate-mnv3-cat", "03_evaluate-b-cat"}
+
+
+def _edited(monkeypatch, module: str) -> None:
+    real = codegraph.code_digest
+    monkeypatch.setattr(codegraph, "code_digest", lambda m: "edited" if m == module else real(m))
+
+
+@pytest.mark.timeout(900)
+def test_an_augmentation_change_re_runs_every_training(finished, tmp_path, repo, monkeypatch):
+    folder = _copy(finished, tmp_path)
+    _edited(monkeypatch, "petlib.data.transforms")
+    st = _status(folder, repo)
+    assert TRAININGS <= _stale(st) and "code petlib/data/transforms.py changed" in "; ".join(st["02_train-b-cat"].reasons)
+
+
+@pytest.mark.timeout(900)
+def test_a_tta_change_re_runs_every_evaluation_and_no_training(finished, tmp_path, repo):
+    st = _status(_copy(finished, tmp_path), repo, eval__tta=False)
+    assert _stale(st) == EVALS, st
+    assert st["04_compare"].state == "after"
+
+
+@pytest.mark.timeout(900)
+def test_a_converter_change_re_runs_the_export_only(finished, tmp_path, repo, monkeypatch):
+    _edited(monkeypatch, "petlib.export.onnx")
+    st = _status(_copy(finished, tmp_path), repo)
+    assert _stale(st) == {"05_export-mnv3-cat"} and "code petlib/export/onnx.py changed" in st["05_export-mnv3-cat"].reasons[0]
+
+
+def _train_rows(folder: Path) -> list[tuple[Path, str]]:
+    import csv
+
+    with open(folder / "outputs/ci/splits/cat.csv") as f:
+        rows = list(csv.DictReader(f))
+    root = folder / "outputs/data/cat"
+    return [(root / r["path"], r["identity"]) for r in rows if r["split"] == "train"]
+
+
+@pytest.mark.timeout(900)
+def test_two_photos_of_equal_size_swapped_between_identities_re_run_the_trainings(finished, tmp_path, repo):
+    folder = _copy(finished, tmp_path)
+    by_size: dict[int, tuple[Path, str]] = {}
+    pair = None
+    for p, ident in _train_rows(folder):
+        other = by_size.setdefault(p.stat().st_size, (p, ident))
+        if other[1] != ident:
+            pair = (other[0], p)
+            break
+    assert pair, "the CI cats hold two training photos of equal size (the data is seeded)"
+    a, b = pair
+    times = [(q.stat().st_atime_ns, q.stat().st_mtime_ns) for q in pair]
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+    for q, t in zip(pair, times):
+        os.utime(q, ns=t)  # as `cp -p` would: sizes and mtimes as before
+    st = _status(folder, repo)
+    assert TRAININGS <= _stale(st) and "train+val split changed" in "; ".join(st["02_train-mnv3-cat"].reasons)
+    assert st["01_data"].state == "stale", "01_data sees its images changed"
+
+
+@pytest.mark.timeout(900)
+def test_a_relabelled_manifest_re_runs_the_trainings(finished, tmp_path, repo):
+    folder = _copy(finished, tmp_path)
+    manifest = folder / "outputs/ci/splits/cat.csv"
+    lines = manifest.read_text().splitlines()
+    header = lines[0].split(",")
+    col, split = header.index("identity"), header.index("split")
+    train = [i for i, line in enumerate(lines[1:], 1) if line.split(",")[split] == "train"]
+    a, b = train[0], next(i for i in train if lines[i].split(",")[col] != lines[train[0]].split(",")[col])
+    ra, rb = lines[a].split(","), lines[b].split(",")
+    ra[col], rb[col] = rb[col], ra[col]
+    lines[a], lines[b] = ",".join(ra), ",".join(rb)
+    manifest.write_text("\n".join(lines) + "\n")
+    assert TRAININGS <= _stale(_status(folder, repo))
+
+
+@pytest.mark.timeout(900)
+def test_a_face_drawing_change_regenerates_the_set_and_everything_after_it(finished, tmp_path, repo, monkeypatch):
+    _edited(monkeypatch, "petlib.synth")
+    st = _status(_copy(finished, tmp_path), repo)
+    assert st["01_data"].state == "stale" and "code petlib/synth.py changed" in st["01_data"].reasons
+    assert all(s.state in ("stale", "after") for k, s in st.items() if k != "01_data"), st
+
+
+@pytest.mark.timeout(900)
+def test_a_library_upgrade_re_runs_what_computes_with_it_unless_versions_are_provenance(finished, tmp_path, repo,
+                                                                                         monkeypatch):
+    from petlib import stages
+
+    folder = _copy(finished, tmp_path)
+    real = stages._version
+    monkeypatch.setattr(stages, "_version", lambda d: "99.0" if d == "onnxruntime" else real(d))
+    st = _status(folder, repo)
+    assert _stale(st) == {"05_export-mnv3-cat"} and 'onnxruntime "' in st["05_export-mnv3-cat"].reasons[0]
+    assert not _stale(_status(folder, repo, library_versions="provenance"))
+
+
+@pytest.mark.timeout(900)
+def test_an_output_edited_or_deleted_by_hand_makes_its_stage_stale(finished, tmp_path, repo):
+    folder = _copy(finished, tmp_path)
+    metrics = folder / "outputs/ci/eval/mnv3-cat/metrics.json"
+    metrics.write_text(metrics.read_text().replace('"tta"', '"tta" ', 1))
+    (folder / "outputs/ci/runs/b-cat/history.json").unlink()
+    st = _status(folder, repo)
+    assert "output metrics.json edited" in st["03_evaluate-mnv3-cat"].reasons[0]
+    assert st["02_train-b-cat"].missing_outputs == ["history.json"]
+    r = subprocess.run([sys.executable, "-m", "petlib.cli", "status", str(folder / "params.yaml"), "--json"],
+                       cwd=repo, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    by_task = {t["task"]: t for t in json.loads(r.stdout)}
+    assert by_task["02_train-b-cat"]["state"] == "stale" and by_task["01_data"]["state"] == "up to date"

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from petlib.study import PLAN
+from petlib.stage_table import PLAN
 
 
 def _notebooks(repo):

@@ -5,7 +5,7 @@ import pytest
 
 from petlib import codegraph, stages
 from petlib.config import StudyParams, load_params, relative_paths, resolve_paths
-from petlib.study import Task, forced_tasks, plan
+from petlib.stage_table import Task, forced_tasks, plan
 
 
 def _code(stage: str) -> set[str]:
@@ -20,9 +20,11 @@ def test_a_stage_counts_the_code_it_uses_and_only_that():
         assert drawing not in train | ev | exp | cmp, f"{drawing} is drawing code: it never re-runs a stage"
     assert "petlib/compare.py" not in train | ev and "petlib/evaluate.py" not in train
     assert "petlib/export/pipeline.py" in exp and "petlib/export/pipeline.py" not in train | ev
-    assert not any(f.startswith("petlib/data/sources") or f == "petlib/data/scan.py" for f in train), \
+    assert not {"petlib/data/scan.py", "petlib/data/prepare.py", "petlib/synth.py"} & train, \
         "the data modules reach training through the split fingerprints"
-    assert "petlib/io.py" not in train and "petlib/config.py" not in train, "neutral modules"
+    assert {"petlib/data/read.py", "petlib/data/splits.py", "petlib/data/sources/synth.py"} <= train, \
+        "what a stage runs of the data package (the manifest's reader, the source's root and families) is its code"
+    assert "petlib/io.py" not in train and "petlib/config/params.py" not in train, "neutral modules"
     assert "petlib/data/audit.py" not in train | ev, "what only the data modules use reaches a stage through the data"
 
 
@@ -128,7 +130,7 @@ def test_the_converters_a_registry_names_by_string_are_the_export_stages_code():
 
 
 def test_the_report_helpers_of_an_export_re_render_and_never_re_export():
-    from petlib.study import notebook_code
+    from petlib.stage_table import notebook_code
 
     shown = set(stages.code_inputs(notebook_code("05_export")))
     assert {"petlib/export/pipeline.py", "petlib/export/summary.py"} <= shown

@@ -6,7 +6,8 @@ import pytest
 
 from petlib.config import load_params
 from petlib.layout import Layout
-from petlib.study import plan, run_study
+from petlib.stage_table import plan
+from petlib.study import run_study
 
 pytestmark = pytest.mark.slow
 

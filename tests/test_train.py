@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 
+from petlib.checkpoints import save_torch
 from petlib import run as rundir
 from petlib import train
 from petlib.layout import Layout
@@ -230,8 +231,8 @@ def test_reuse_shows_the_finished_run_and_only_for_the_same_params(trained_ci):
 def test_same_weights_give_the_same_checkpoint_bytes(tmp_path):
     """metrics.json records the checkpoint's sha256: it must not change with the temp file's random name."""
     state = {"w": torch.arange(6.0).reshape(2, 3)}
-    train._save(state, tmp_path / "a.pt")
-    train._save(state, tmp_path / "b.pt")
+    save_torch(state, tmp_path / "a.pt")
+    save_torch(state, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], state["w"])
 
@@ -243,7 +244,7 @@ def test_rng_state_round_trips_through_a_weights_only_load(tmp_path):
     from petlib import runtime
 
     runtime.seed_everything(7)
-    train._save({"rng": runtime.rng_state()}, tmp_path / "c.pt")
+    save_torch({"rng": runtime.rng_state()}, tmp_path / "c.pt")
     want = (np.random.rand(3), random.random(), torch.rand(3))
     runtime.seed_everything(99)
     runtime.set_rng_state(torch.load(tmp_path / "c.pt", weights_only=True)["rng"])

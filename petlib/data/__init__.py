@@ -3,14 +3,15 @@ splits, transforms and pairs. One module per concern; this package re-exports wh
 from ..constants import SPLITS
 from .decode import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, DataError, ImageDecodeError, decode_verified, load_image
 from . import audit
-from .prepare import (PreparedData, data_root, list_source, load_audit, load_protocol, load_split, load_splits,
-                      lookalike_families, prepare_species, split_table)
+from .prepare import PreparedData, list_source, prepare_species, split_table
+from .read import (data_root, load_audit, load_protocol, load_split, load_splits, lookalike_families,
+                   splits_fingerprint)
 from .scan import dataset_stats, index_candidates, list_identity_folders, scan_identities, skipped_summary
 from .sources import SOURCES, Source
 from .splits import by_identity, identity_splits, read_manifest, sample_identities, split_identities, write_manifest
 from .transforms import (IMAGENET_MEAN, IMAGENET_STD, FaceDataset, eval_transforms, normalize_batch, preload, reseed,
                          train_transforms)
-from .types import IdentityIndex, Listing, fingerprint
+from .types import IdentityIndex, Listing
 
 __all__ = [
     "SPLITS", "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "DataError", "ImageDecodeError", "decode_verified",
@@ -19,5 +20,5 @@ __all__ = [
     "index_candidates", "list_identity_folders", "scan_identities", "skipped_summary", "SOURCES", "Source",
     "by_identity", "identity_splits", "read_manifest", "sample_identities", "split_identities", "write_manifest",
     "IMAGENET_MEAN", "IMAGENET_STD", "FaceDataset", "eval_transforms", "normalize_batch", "preload", "reseed",
-    "train_transforms", "IdentityIndex", "Listing", "fingerprint",
+    "train_transforms", "IdentityIndex", "Listing", "splits_fingerprint",
 ]

@@ -11,9 +11,9 @@ from ..constants import SPLITS
 from ..io import atomic_write_json
 from ..layout import Layout
 from . import audit
-from .decode import DataError
 from .scan import index_candidates
 from .sources import SOURCES
+from .read import data_root
 from .splits import by_identity, identity_splits, read_manifest, split_identities, write_manifest
 from .types import IdentityIndex, Listing
 
@@ -31,23 +31,9 @@ class PreparedData:
     audit: dict | None = None  # the data audit (audit.report), also in outputs/<study>/audit/<species>.json
 
 
-def data_root(params, species: str) -> Path:
-    """The folder the split manifest's paths are relative to (for a table: the study's own folder of
-    links and crops)."""
-    return SOURCES[params.data.source].root(params, species, Layout(params).root)
-
-
 def list_source(params, species: str, progress: bool = True) -> Listing:
     """The candidates of `data.source` for one species (the synthetic set is generated first)."""
     return SOURCES[params.data.source].listing(params, species, data_root(params, species), progress)
-
-
-def lookalike_families(params, species: str, identities: list[str]) -> tuple[str, np.ndarray] | None:
-    """(what the look-alikes share, a family code per identity) where the data records one: the synthetic
-    set's families, or a table's `data.lookalike_column`. Identities without a value get a family of
-    their own. None otherwise."""
-    families = SOURCES[params.data.source].families
-    return families(params, species, identities) if families else None
 
 
 def _assign(params, index: IdentityIndex, listing: Listing, together: dict[str, str]) -> dict[Path, str]:
@@ -112,7 +98,8 @@ def prepare_species(params, species: str, progress: bool = True) -> PreparedData
     found = {**audit.report(index, pairs, split_of, policy, fixed), "error": problem}
     atomic_write_json(Layout(params).audit_file(species), found)
     protocol = _protocol(params, species, listing, usable)
-    return PreparedData(species, listing.root, usable, splits, manifest, usable.fingerprint(), protocol, found)
+    fingerprint = usable.fingerprint(cache=Layout(params).content_cache())
+    return PreparedData(species, listing.root, usable, splits, manifest, fingerprint, protocol, found)
 
 
 def _without(index: IdentityIndex, drop: set[int], policy: str, min_images: int) -> IdentityIndex:
@@ -129,35 +116,6 @@ def _without(index: IdentityIndex, drop: set[int], policy: str, min_images: int)
     reduced = IdentityIndex(index.root, [index.paths[i] for i in keep], index.labels[keep], index.identities).subset(enough)
     reduced.skipped, reduced.hashes = skipped, index.hashes
     return reduced
-
-
-def load_splits(params, species: str) -> dict[str, IdentityIndex]:
-    """All splits from the study's manifest (written by `01_data`), read once, without re-scanning the tree."""
-    manifest = Layout(params).split_manifest(species)
-    if not manifest.is_file():
-        raise DataError(f"{manifest}: split manifest not found; run the 01_data notebook "
-                        f"(petface study PARAMS --only 01_data) first")
-    return read_manifest(manifest, data_root(params, species))
-
-
-def load_split(params, species: str, split: str) -> IdentityIndex:
-    return load_splits(params, species)[split]
-
-
-def load_audit(params, species: str) -> dict | None:
-    """The data audit `01_data` wrote for this species (None before one was written)."""
-    import json
-
-    path = Layout(params).audit_file(species)
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def load_protocol(params, species: str) -> dict | None:
-    """The protocol `01_data` wrote for this species, or None when the data set has none."""
-    import json
-
-    path = Layout(params).protocol_file(species)
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def split_table(prepared: dict[str, PreparedData]) -> list[dict]:

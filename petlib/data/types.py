@@ -2,8 +2,7 @@
 (`IdentityIndex`), in a module of their own so that sources, the scan and the splits share them."""
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +29,10 @@ class IdentityIndex:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     hashes: dict[str, tuple[str, int]] = field(default_factory=dict)  # relative path -> (SHA-1, pHash): the audit's
 
-    def fingerprint(self) -> str:
-        return fingerprint(self.root, self.paths)
+    def fingerprint(self, split: str = "all", cache: Path | None = None) -> str:
+        from .content import fingerprint
+
+        return fingerprint([(split, self)], cache)
 
     def subset(self, identities: Iterable[str]) -> IdentityIndex:
         keep = set(identities)
@@ -41,10 +42,3 @@ class IdentityIndex:
         return IdentityIndex(self.root, [p for p, _ in rows], np.array([l for _, l in rows], dtype=np.int64),
                              names, [])
 
-
-def fingerprint(root: Path, paths: Sequence[Path]) -> str:
-    """Hash of relative paths and file sizes: cheap, and changes when any file is added, removed or resized."""
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(f"{Path(p).relative_to(root).as_posix()}\t{Path(p).stat().st_size}\n".encode())
-    return h.hexdigest()[:16]
