@@ -28,10 +28,12 @@ from .schema import get as _get
 from .schema import load_metrics, load_samples
 
 RULE = ("A row's leader is called better than the runner-up only when the Holm-adjusted 95% interval of their "
-        "paired difference (the same test identities and, where there are several, training seeds resampled for "
-        "both) excludes zero: Holm's step-down holds false calls to 5% of blocks (5.0% measured on simulated "
-        "models, docs/results.md). Sizes and parameter counts are exact; latency is compared only when timed "
-        "interleaved in one process.")
+        "paired difference (the same test identities resampled for both; each model's figure the mean over its "
+        "training seeds) excludes zero: Holm's step-down holds false calls to 5% of blocks (measured on simulated "
+        "models, docs/results.md). A row compares the two recipes only when each model was trained at least twice: "
+        "then its interval also counts both models' seed variance (s²/S each); otherwise it compares the trained "
+        "models and says so. Cells show the seed mean (with the seed sd; a single training's own 95% interval). "
+        "Sizes and parameter counts are exact; latency is compared only when timed interleaved in one process.")
 RESAMPLED = {"identities", "clusters", "images"}
 
 
@@ -119,6 +121,8 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
     rows, tests = [], {}
     for i, spec in enumerate(ROW_SPECS):
         vals = {n: _get(m, spec.path) for n, m in metrics.items()}
+        if spec.interval in RESAMPLED and all(n in means for n in metrics):  # the seed mean: what is compared
+            vals = {n: means[n].get(spec.name, math.nan) for n in metrics}
         if spec.interval == "timing" and timed:
             vals = {n: float(np.median(timings[n]) * 1000) for n in metrics}
         cells, note, pair = _pending(spec, vals, samples, means, timed)
@@ -126,11 +130,14 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
                      "direction": "higher" if spec.higher else "lower"})
         if pair:
             tests.setdefault(pair, []).append(i)
-    names, observed, columns = [], {}, []
+    names, observed, columns, extra = [], {}, [], {}
     for (a, b), idx in tests.items():
         resampled = [i for i in idx if ROW_SPECS[i].interval != "timing"]
         if resampled:
-            columns.append(_m.paired_draws(samples[a], samples[b], [ROW_SPECS[i].name for i in resampled], n_boot, seed))
+            row_names = [ROW_SPECS[i].name for i in resampled]
+            columns.append(_m.paired_draws(samples[a], samples[b], row_names, n_boot, seed))
+            seeds = _m.training_variance(samples[a], samples[b], row_names)
+            extra.update({str(i): seeds[ROW_SPECS[i].name] for i in resampled})
         for i in resampled:
             names.append(i)
             observed[i] = means[a].get(ROW_SPECS[i].name, math.nan) - means[b].get(ROW_SPECS[i].name, math.nan)
@@ -142,13 +149,25 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
         df = min(int(m.get("n_identities") or 0) for m in metrics.values()) - 1
         results = _m.holm([str(i) for i in names], {str(i): observed[i] for i in names},
                           pd.concat([pd.DataFrame(c) for c in columns], axis=1).to_numpy(), alpha,
-                          df=df if df > 0 else None)
+                          df=df if df > 0 else None, extra=extra)
         pair_of = {i: pair for pair, idx in tests.items() for i in idx}
         for i, t in zip(names, results):
-            rows[i]["difference"] = f"{pair_of[i][0]} − {pair_of[i][1]}: " + fmt(t.difference, t.adjusted_ci)
-            rows[i]["best"] = pair_of[i][0] if t.called else ""
-            rows[i]["note"] = "" if t.called else "not called: the adjusted interval includes 0"
+            a, b = pair_of[i]
+            rows[i]["difference"] = f"{a} − {b}: " + fmt(t.difference, t.adjusted_ci)
+            rows[i]["best"] = a if t.called else ""
+            timing = ROW_SPECS[i].interval == "timing"
+            single = [] if timing else [n for n in (a, b) if len(samples[n]) < 2]
+            rows[i]["note"] = _why(t, not single, single)
     return pd.DataFrame(rows)
+
+
+def _why(t, recipe: bool, single: list[str]) -> str:
+    """A row's note: its true reason when not called; for a called row of trained models, that it is one."""
+    if not t.called:
+        return ("not called: Holm's step-down stopped at a row with a smaller p-value (this row's own adjusted "
+                "interval excludes 0)" if t.excludes else "not called: the adjusted interval includes 0")
+    return "" if recipe else (f"trained models compared, not recipes: {', '.join(single)} trained once "
+                              "(no seed variance on that side)")
 
 
 def side_by_side(metrics: dict[str, dict]) -> pd.DataFrame:
@@ -192,15 +211,14 @@ def training_variance_note(block: dict[str, dict], study: dict[str, dict] | None
 
 
 def _cell(m: dict | None, v, path: tuple, ci_key: str | None) -> str:
-    """A model's figure with its 95% interval and, where it has training repeats, their spread."""
+    """A model's figure: a single training's value with its 95% interval, or the mean over its seeds with
+    their sd (the interval of one seed is not the mean's)."""
     if m is None:
         return fmt(v)
-    ci = (m.get("ci95") or {}).get(ci_key or "")
-    s = fmt(v, ci)
     sd = spread(m, path)
     if sd is not None and v is not None:
-        s += f" ±{sd:.3g} sd ({m['repeat_stats']['.'.join(path)]['n']} seeds)"
-    return s
+        return f"{fmt(v)} (mean of {m['repeat_stats']['.'.join(path)]['n']} seeds, sd {sd:.3g})"
+    return fmt(v, (m.get("ci95") or {}).get(ci_key or ""))
 
 
 def to_markdown(df: pd.DataFrame, names: list[str], metrics: dict[str, dict] | None = None) -> str:

@@ -53,14 +53,14 @@ def _embeddings(embedder, run: RunDir, out: Path, test, train_idx, tr_sel, size:
     return emb, tr_emb
 
 
-def _robustness(embedder, test, emb: np.ndarray, n: int, seed: int, size: int, kw: dict) -> tuple[dict, dict]:
+def _robustness(embedder, test, emb: np.ndarray, n: int, seed: int, size: int, kw: dict) -> tuple[dict, dict, np.ndarray]:
     """Design §6.2 F: the five degradations on about `n` test images (whole identities); also each
-    image's similarity drop, for the intervals."""
+    image's similarity drop and its identity, for the intervals (resampled by identity)."""
     sel = metrics.sample_by_identity(test.labels, n, seed)
     images = [data.load_image(test.paths[i]) for i in sel]
     degraded = {name: embed_images(embedder, images, size, prepare=fn, **kw) for name, fn in DEGRADATIONS.items()}
     drops = {name: 1 - (emb[sel] * d).sum(1) for name, d in degraded.items()}
-    return metrics.robustness(emb[sel], degraded, test.labels[sel]), drops
+    return metrics.robustness(emb[sel], degraded, test.labels[sel]), drops, test.labels[sel]
 
 
 def _efficiency(embedder, run: RunDir, size: int) -> dict:
@@ -143,7 +143,12 @@ def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: 
                                 lambda: embed_images(embedder, test.paths, run.config()["image_size"], device=device,
                                                      tta=params.eval.tta, progress=progress))
         rows.append({"repeat": r, "seed": params.train_seed(r), **headline_metrics(emb, test.labels, pairs, params)})
-        samples.append(metrics.build_sample(emb, test.labels, pairs, params.eval.gallery_frac, params.seed))
+        # triplets and robustness on every repeat, so that their rows compare seeds on both sides too
+        ev, kw = params.eval, dict(device=device, tta=params.eval.tta, progress=progress)
+        tri = metrics.triplet_items(emb, test.labels, ev.n_triplets, params.seed)
+        _, drops, rb_labels = _robustness(embedder, test, emb, ev.n_robustness, params.seed, run.config()["image_size"], kw)
+        samples.append(metrics.build_sample(emb, test.labels, pairs, ev.gallery_frac, params.seed, tri, drops,
+                                            robustness_labels=rb_labels))
     return rows, samples
 
 
@@ -191,11 +196,12 @@ def _evaluate(params: StudyParams, model: str, species: str, out: Path, progress
         ovf_q = metrics.overfitting_queries(tr_emb, train_idx.labels[tr_sel], emb, labels, ev.n_overfit, seed)
         ovf = metrics.overfitting_figures(*ovf_q)
     with stages("robustness"):
-        rob, drops = _robustness(embedder, test, emb, ev.n_robustness, seed, size, kw)
+        rob, drops, rb_labels = _robustness(embedder, test, emb, ev.n_robustness, seed, size, kw)
     with stages("open_set_and_bootstrap"):
         os_scores = metrics.open_set_scores(emb, labels, metrics.open_set_split(labels, seed, ev.gallery_frac))
         opn = metrics.open_set(emb, labels, ev.gallery_frac, seed)
-        sample = metrics.build_sample(emb, labels, pairs, ev.gallery_frac, seed, tri_items, drops, pq, os_scores)
+        sample = metrics.build_sample(emb, labels, pairs, ev.gallery_frac, seed, tri_items, drops, pq, os_scores,
+                                      rb_labels)
         ci = {**metrics.intervals(sample, ev.n_bootstrap, seed), **metrics.overfitting_intervals(*ovf_q, ev.n_bootstrap, seed)}
     with stages("figure data"):
         fpr, tpr, _ = metrics.roc(scores, pairs[:, 2])

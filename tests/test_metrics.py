@@ -244,7 +244,8 @@ def test_resampled_figures_of_the_whole_sample_are_the_figures():
     emb, labels = _emb(30, per=(2, 5), noise=0.8, seed=4)
     pairs = metrics.sample_pairs(labels, 1000, seed=3)
     tri = metrics.triplet_items(emb, labels, 500, 1)
-    sample = metrics.build_sample(emb, labels, pairs, 0.5, 7, triplets=tri, robustness={"brightness": np.ones(9)})
+    sample = metrics.build_sample(emb, labels, pairs, 0.5, 7, triplets=tri, robustness={"brightness": np.ones(9)},
+                                  robustness_labels=labels[:9])
     got = metrics.figures(sample, np.ones(30, np.int64))
     scores = metrics.pair_scores(emb, pairs)
     want = {**{f"retrieval.{k}": v for k, v in metrics.retrieval(emb, labels).items()},

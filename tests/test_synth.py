@@ -64,3 +64,18 @@ def test_species_differ():
     cat = synth.render(synth.identity_traits("cat", 0, 0, 4), 64, rng)
     dog = synth.render(synth.identity_traits("dog", 0, 0, 4), 64, np.random.default_rng(0))
     assert cat.shape == dog.shape == (64, 64, 3) and not (cat == dog).all()
+
+
+def test_a_change_to_the_drawing_code_redraws_the_set(tmp_path, monkeypatch):
+    """The set is keyed by the digest of the code that draws it (no version to bump by hand)."""
+    from petlib import codegraph
+
+    out = tmp_path / "cat"
+    first = synth.generate(out, "cat", n_identities=2, image_size=32, workers=1, progress=False)
+    assert first["code"] == synth.code_version()
+    assert synth.generate(out, "cat", n_identities=2, image_size=32, workers=1, progress=False) == first
+    real = codegraph.code_digest
+    monkeypatch.setattr(codegraph, "code_digest", lambda m: "edited" if m == "petlib.synth" else real(m))
+    marker = (out / ".synth.json").stat().st_mtime_ns
+    again = synth.generate(out, "cat", n_identities=2, image_size=32, workers=1, progress=False)
+    assert again["code"] != first["code"] and (out / ".synth.json").stat().st_mtime_ns != marker

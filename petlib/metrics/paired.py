@@ -1,15 +1,18 @@
-"""Paired comparison of two models measured on one test set: the same identity draws for both, their
-training repeats (seeds) resampled too, and Holm's step-down over the rows of a block.
+"""Paired comparison of two models measured on one test set: the same identity draws for both, and
+Holm's step-down over the rows of a block.
 
-Each draw resamples the test identities (and the degraded images) once and applies the draw to both
-models, so what the two share (hard pets, easy pets) cancels in the difference; where a model has
-training repeats, each draw also resamples its repeats with replacement and takes their mean, so the
-interval counts training variance as well as the test set's. A row's two-sided p-value compares
-the observed difference with the bootstrap standard error of the draws (Student's t with the test
-identities less one degrees of freedom); rows are taken in order of p and row i of m (from 0) is called
-different when its interval at level 1 - alpha / (m - i) excludes zero and every row before it was
-called (Holm 1979), which bounds the chance of any false call in a block by alpha. (The percentile
-bootstrap's tails, 1 - alpha / m of 200 draws, were measured to call too often: benchmarks/error_rates.py.)
+Each draw resamples the test identities once and applies the draw to both models (each model's figure
+is the mean over its training repeats), so what the two share (hard pets, easy pets) cancels in the
+difference. Training variance is a random-effects term, not a resample of 2-3 seeds (which undercounts
+it by (S - 1)/S): where both models have at least two repeats, the difference's variance is the draws'
+plus s_A^2/S_A + s_B^2/S_B (s: the sample sd of the figure across a model's repeats), and the row is a
+comparison of the two recipes; where either has one, the row compares the trained models and says so
+(`recipe_level`). A row's two-sided p-value compares the observed difference with that standard error
+(Student's t with the test identities less one degrees of freedom); rows are taken in order of p and row
+i of m (from 0) is called different when its interval at level 1 - alpha / (m - i) excludes zero and
+every row before it was called (Holm 1979), which bounds the chance of any false call in a block by
+alpha. (The percentile bootstrap's tails, 1 - alpha / m of 200 draws, were measured to call too often:
+benchmarks/error_rates.py.)
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bootstrap import interval
-from .resample import CLUSTER_DRAWS, figures, n_images
+from .resample import CLUSTER_DRAWS, figures, widen_clustering
 
 
 @dataclass
@@ -31,40 +34,53 @@ class RowTest:
     level: float
     p: float
     called: bool
+    excludes: bool = False  # its own adjusted interval excludes 0 (not called only if the step-down stopped first)
 
 
-def _over_repeats(per: dict[int, dict], picks, name: str) -> float:
-    """The mean of a figure over the picked repeats that measure it (triplets and robustness are measured
-    on repeat 0 only: then repeat 0's value)."""
-    have = [per[r][name] for r in picks if name in per[r]]
-    return float(np.mean(have)) if have else per[0].get(name, math.nan)
+def _over_repeats(per: dict[int, dict], name: str) -> float:
+    """The mean of a figure over the repeats that measure it."""
+    have = [v[name] for v in per.values() if name in v and not math.isnan(v[name])]
+    return float(np.mean(have)) if have else math.nan
 
 
 def model_values(samples: list[dict]) -> dict[str, float]:
     """A model's figures: the mean over its training repeats of each full-sample figure."""
     per = {r: figures(s, np.ones(len(s["uniq"]), np.int64)) for r, s in enumerate(samples)}
-    return {k: _over_repeats(per, range(len(samples)), k) for k in per[0]}
+    return {k: _over_repeats(per, k) for k in per[0]}
+
+
+def recipe_level(samples_a: list[dict], samples_b: list[dict]) -> bool:
+    """Whether a row compares two recipes (each side trained at least twice) or two trained models."""
+    return len(samples_a) >= 2 and len(samples_b) >= 2
+
+
+def seed_variance(samples: list[dict], names: list[str]) -> dict[str, float]:
+    """s^2 / S per figure: the variance of the mean over S training repeats (NaN with one repeat)."""
+    per = [figures(s, np.ones(len(s["uniq"]), np.int64)) for s in samples]
+    out = {}
+    for k in names:
+        v = np.array([f.get(k, math.nan) for f in per], float)
+        v = v[~np.isnan(v)]
+        out[k] = float(v.var(ddof=1) / len(v)) if len(v) > 1 else math.nan
+    return out
 
 
 def paired_draws(samples_a: list[dict], samples_b: list[dict], names: list[str], n: int, seed,
                  cluster_draws: int = CLUSTER_DRAWS) -> np.ndarray:
-    """(n, len(names)) differences A - B over paired draws (identities, images; repeats of each model);
-    clustering rows in the first `cluster_draws` draws only."""
+    """(n, len(names)) differences A - B over paired identity draws, each side the mean over its repeats;
+    clustering rows in the first `cluster_draws` draws only, widened by `resample.subsample_scale`."""
     rng = np.random.default_rng(seed)
-    n_id, n_img = len(samples_a[0]["uniq"]), n_images(samples_a[0])
+    n_id = len(samples_a[0]["uniq"])
     out = np.full((n, len(names)), np.nan)
     clusters = any(k.startswith("clustering.") for k in names)
     for b in range(n):
-        clusters_now = clusters and b < cluster_draws
         counts = np.bincount(rng.integers(0, n_id, n_id), minlength=n_id)
-        img = np.bincount(rng.integers(0, n_img, n_img), minlength=n_img) if n_img else None
         sides = []
         for samples in (samples_a, samples_b):
-            picks = rng.integers(0, len(samples), len(samples))
-            f = {r: figures(samples[r], counts, img, clusters_now) for r in {0, *picks.tolist()}}
-            sides.append([_over_repeats(f, picks, k) for k in names])
+            f = {r: figures(s, counts, clusters and b < cluster_draws) for r, s in enumerate(samples)}
+            sides.append([_over_repeats(f, k) for k in names])
         out[b] = np.array(sides[0]) - np.array(sides[1])
-    return out
+    return widen_clustering(out, names, n_id)
 
 
 def _reference(method: str, df: int | None):
@@ -75,44 +91,59 @@ def _reference(method: str, df: int | None):
     return t(df) if method == "student" and df else norm
 
 
-def p_value(d: np.ndarray, observed: float, method: str = "student", df: int | None = None) -> float:
-    """Two-sided p-value of a difference from its bootstrap draws: from the bootstrap standard error
-    (`student`, `normal`: observed / sd against `_reference`), or from the share of draws on either side
-    of zero (`percentile`)."""
+def _widened(d: np.ndarray, extra: float) -> np.ndarray:
+    """Draws whose spread also holds `extra` variance (the seeds'), for the percentile rule."""
+    sd = float(d.std(ddof=1))
+    if not extra or math.isnan(extra) or sd == 0:
+        return d
+    return d.mean() + (d - d.mean()) * math.sqrt((sd ** 2 + extra) / sd ** 2)
+
+
+def p_value(d: np.ndarray, observed: float, method: str = "student", df: int | None = None, extra: float = 0.0) -> float:
+    """Two-sided p-value of a difference from its bootstrap draws: from the standard error (the draws'
+    sd with `extra` variance added; `student`, `normal`: observed / se against `_reference`), or from the
+    share of draws on either side of zero (`percentile`)."""
     d = d[~np.isnan(d)]
     if len(d) < 2 or math.isnan(observed):
         return math.nan
     if method == "percentile":
+        d = _widened(d, extra)
         return float(min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean())))
-    sd = float(d.std(ddof=1))
-    return 1.0 if sd == 0 else float(2 * _reference(method, df).sf(abs(observed) / sd))
+    se = math.sqrt(float(d.var(ddof=1)) + (0.0 if math.isnan(extra) else extra))
+    return 1.0 if se == 0 else float(2 * _reference(method, df).sf(abs(observed) / se))
 
 
-def _interval(d: np.ndarray, observed: float, level: float, method: str, df: int | None) -> list[float]:
+def _interval(d: np.ndarray, observed: float, level: float, method: str, df: int | None,
+              extra: float = 0.0) -> list[float]:
     d = d[~np.isnan(d)]
     if len(d) < 2 or math.isnan(observed):
         return [math.nan, math.nan]
     if method == "percentile":
-        return interval(d[:, None], level)[:, 0].tolist()
-    half = float(_reference(method, df).ppf(0.5 + level / 2)) * float(d.std(ddof=1))
+        return interval(_widened(d, extra)[:, None], level)[:, 0].tolist()
+    se = math.sqrt(float(d.var(ddof=1)) + (0.0 if math.isnan(extra) else extra))
+    half = float(_reference(method, df).ppf(0.5 + level / 2)) * se
     return [observed - half, observed + half]
 
 
 def holm(names: list[str], observed: dict[str, float], draws: np.ndarray, alpha: float = 0.05,
-         method: str = "student", df: int | None = None) -> list[RowTest]:
+         method: str = "student", df: int | None = None, extra: dict[str, float] | None = None) -> list[RowTest]:
     """Holm's step-down over the rows (see the module docstring); rows without a measurable draw are
-    never called but count in m. `df`: the test identities less one (for `student`)."""
-    p = [p_value(draws[:, i], observed[names[i]], method, df) for i in range(len(names))]
+    never called but count in m. `df`: the test identities less one (for `student`); `extra`: each row's
+    training-variance term (recipe-level rows)."""
+    extra = extra or {}
+    p = [p_value(draws[:, i], observed[names[i]], method, df, extra.get(names[i], 0.0)) for i in range(len(names))]
     order = sorted(range(len(names)), key=lambda i: (math.isnan(p[i]), p[i]))
     m, still = len(names), True
     tests = {}
     for rank, i in enumerate(order):
         level = 1 - alpha / (m - rank)
         obs = observed[names[i]]
-        adj = _interval(draws[:, i], obs, level, method, df)
+        e = extra.get(names[i], 0.0)
+        adj = _interval(draws[:, i], obs, level, method, df, e)
         excludes = not math.isnan(adj[0]) and (adj[0] > 0 or adj[1] < 0)
         still = still and excludes
-        tests[i] = RowTest(names[i], obs, _interval(draws[:, i], obs, 0.95, method, df), adj, level, p[i], still)
+        tests[i] = RowTest(names[i], obs, _interval(draws[:, i], obs, 0.95, method, df, e), adj, level, p[i], still,
+                           excludes)
     return [tests[i] for i in range(len(names))]
 
 
@@ -123,7 +154,16 @@ def compare_models(samples_a: list[dict], samples_b: list[dict], names: list[str
     va, vb = model_values(samples_a), model_values(samples_b)
     observed = {k: va.get(k, math.nan) - vb.get(k, math.nan) for k in names}
     df = len(samples_a[0]["uniq"]) - 1
-    return {m: holm(names, observed, draws, alpha, m, df) for m in methods}
+    extra = training_variance(samples_a, samples_b, names)
+    return {m: holm(names, observed, draws, alpha, m, df, extra) for m in methods}
+
+
+def training_variance(samples_a: list[dict], samples_b: list[dict], names: list[str]) -> dict[str, float]:
+    """Each row's random-effects term s_A^2/S_A + s_B^2/S_B when the rows are recipe-level, else 0."""
+    if not recipe_level(samples_a, samples_b):
+        return {k: 0.0 for k in names}
+    va, vb = seed_variance(samples_a, names), seed_variance(samples_b, names)
+    return {k: va[k] + vb[k] for k in names}
 
 
 def latency_draws(times_a: np.ndarray, times_b: np.ndarray, n: int, seed) -> np.ndarray:

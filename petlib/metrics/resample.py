@@ -5,8 +5,11 @@ values (queries, pairs, probes, triplets, degraded images) with the identity eac
 figures with identity g drawn `counts[g]` times (an item counts as often as its identity), so that the
 interval of every figure (`intervals`) and the paired difference of two models on the same draws
 (`petlib.metrics.paired`) come from one code path. Clustering is recomputed on the identities a draw
-holds, each once (k-means on duplicated points is not a clustering of more pets); robustness resamples
-the degraded images themselves.
+holds, each once (k-means on duplicated points is not a clustering of more pets): a draw is then a
+subsample of about 63% of the identities, whose spread is sqrt(1/m - 1/n) times the figure's sd rather
+than 1/sqrt(n), so `subsample_scale` widens those draws around their mean by sqrt(m / (n - m)).
+Robustness resamples the degraded images' identities, as every other figure does (drops within one pet
+are correlated).
 """
 from __future__ import annotations
 
@@ -29,10 +32,11 @@ def _group(uniq: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def build_sample(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, gallery_frac: float, seed: int,
                  triplets: dict | None = None, robustness: dict | None = None, queries=None,
-                 open_scores: dict | None = None) -> dict[str, np.ndarray]:
+                 open_scores: dict | None = None, robustness_labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-item arrays of one embedding of the test split. `triplets`: {label, sp, sn} of the triplet
-    check; `robustness`: {name: per-image similarity drop} of the degraded images; `queries` and
-    `open_scores`: the leave-one-out ranking and open-set scores where they are computed already."""
+    check; `robustness`: {name: per-image similarity drop} of the degraded images, whose identities are
+    `robustness_labels`; `queries` and `open_scores`: the leave-one-out ranking and open-set scores where
+    they are computed already."""
     labels = np.asarray(labels)
     uniq = np.unique(labels)
     q = queries if queries is not None else leave_one_out(emb, labels)
@@ -53,6 +57,10 @@ def build_sample(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, gallery
         s.update(t_group=_group(uniq, triplets["label"]), t_sp=triplets["sp"], t_sn=triplets["sn"])
     for name, drop in (robustness or {}).items():
         s[f"rb_{name}"] = np.asarray(drop, np.float64)
+    if robustness:
+        if robustness_labels is None:
+            raise ValueError("build_sample: robustness drops need robustness_labels (their images' identities)")
+        s["rb_group"] = _group(uniq, np.asarray(robustness_labels))
     return s
 
 
@@ -60,8 +68,7 @@ def _mean(values: np.ndarray, w: np.ndarray) -> float:
     return float((values * w).sum() / w.sum()) if w.sum() else math.nan
 
 
-def figures(s: dict, counts: np.ndarray, image_counts: np.ndarray | None = None,
-            clusters: bool = True) -> dict[str, float]:
+def figures(s: dict, counts: np.ndarray, clusters: bool = True) -> dict[str, float]:
     """The figures of a sample with identity g drawn counts[g] times (all ones: the sample itself);
     `clusters=False` leaves out clustering, which costs 20x all the others together."""
     out: dict[str, float] = {}
@@ -92,30 +99,40 @@ def figures(s: dict, counts: np.ndarray, image_counts: np.ndarray | None = None,
         out.update({f"clustering.{k}": clu[k] for k in ("nmi", "ari", "purity")})
     for name in DEGRADATIONS:
         if f"rb_{name}" in s:
-            w = np.ones(len(s[f"rb_{name}"])) if image_counts is None else image_counts
-            out[f"robustness.{name}.sim_drop"] = _mean(s[f"rb_{name}"], w)
+            out[f"robustness.{name}.sim_drop"] = _mean(s[f"rb_{name}"], counts[s["rb_group"]])
     return out
 
 
-def n_images(s: dict) -> int:
-    """The degraded images of a sample (robustness resamples these, not identities)."""
-    return next((len(v) for k, v in s.items() if k.startswith("rb_")), 0)
+def subsample_scale(n: int) -> float:
+    """sqrt(m / (n - m)) for m = n(1 - (1 - 1/n)^n), the distinct identities a draw of n holds on average:
+    what turns a clustering draw's spread (a subsample's) into the full test set's."""
+    m = n * (1 - (1 - 1 / n) ** n)
+    return math.sqrt(m / (n - m)) if n > m else 1.0
+
+
+def widen_clustering(draws: np.ndarray, names: list[str], n_identities: int) -> np.ndarray:
+    """`draws` with each clustering column's deviations from its mean scaled by `subsample_scale`."""
+    out, k = draws.copy(), subsample_scale(n_identities)
+    for i, name in enumerate(names):
+        if name.startswith("clustering."):
+            mean = np.nanmean(out[:, i]) if np.isfinite(out[:, i]).any() else math.nan
+            out[:, i] = mean + (out[:, i] - mean) * k
+    return out
 
 
 def intervals(s: dict, n: int, seed, level: float = 0.95, cluster_draws: int = CLUSTER_DRAWS) -> dict[str, list[float]]:
-    """95% interval of every figure `figures` computes, identities (and degraded images) resampled;
-    clustering in the first `cluster_draws` draws only (a k-means each)."""
+    """95% interval of every figure `figures` computes, identities resampled; clustering in the first
+    `cluster_draws` draws only (a k-means each), widened by `subsample_scale`."""
     point = figures(s, np.ones(len(s["uniq"]), np.int64))
     names = sorted(point)
-    sizes = [len(s["uniq"])] + ([n_images(s)] if n_images(s) else [])
     drawn = [0]
 
-    def stat(c, ci=None):
-        f = figures(s, c, ci, clusters=drawn[0] < cluster_draws)
+    def stat(c):
+        f = figures(s, c, clusters=drawn[0] < cluster_draws)
         drawn[0] += 1
         return [f.get(k, math.nan) for k in names]
 
-    draws = bootstrap(stat, sizes, n, seed)
+    draws = widen_clustering(bootstrap(stat, [len(s["uniq"])], n, seed), names, len(s["uniq"]))
     ci = interval(draws, level)
     for i, k in enumerate(names):
         if k.startswith("clustering.") and not np.isnan(ci[0, i]):

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CLUSTER_DRAWS = 50  # bootstrap draws that recompute clustering (a k-means costs 20x all the other figures)
+CLUSTER_DRAWS = 200  # bootstrap draws that recompute clustering (a k-means costs 20x all the other figures)
 
 # How a figure's 95% interval is computed (the `interval` of a spec).
 INTERVALS_DOC = {
     "identities": "bootstrap over test identities (metrics.json `ci95`)",
     "clusters": f"bootstrap over test identities, k-means on the identities a draw holds, each once, in "
-                f"{CLUSTER_DRAWS} draws; the draws' spread around the full set's figure (`ci95`)",
-    "images": "bootstrap over the degraded test images (`ci95`)",
+                f"{CLUSTER_DRAWS} draws, their spread widened from a subsample's to the full set's and centred on its "
+                f"figure (`ci95`)",
+    "images": "bootstrap over the test identities of the degraded images (`ci95`)",
     "none": "no interval yet",
     "exact": "a measured fact (a count, a size): no sampling error",
     "timing": "repeated timings: metrics.json keeps one median; 04_compare times a block's models interleaved "

@@ -1,0 +1,103 @@
+"""Issue 33's defects, each checked against a hand computation or a simulation: training variance on both
+sides, robustness resampled by identity, clustering's subsample correction, the true reason a row is not
+called, and cells that show the value compared."""
+import math
+
+import numpy as np
+import pytest
+
+from petlib import compare, metrics
+from petlib.metrics import paired, resample, simulate
+
+
+def _seeds(n_seeds: int, noise: float = 1.0, n_ids: int = 40, spread: float = 0.3, first: int = 0) -> list[dict]:
+    """A model trained n_seeds times: each seed's noise level differs, as trainings do."""
+    labels = np.repeat(np.arange(n_ids), 4)
+    centres = np.random.default_rng(0).normal(size=(n_ids, 32))
+    pairs = metrics.sample_pairs(labels, 1000, seed=42)
+    out = []
+    for s in range(first, first + n_seeds):
+        rng = np.random.default_rng(100 + s)
+        emb = simulate.embeddings(centres, labels, noise * (1 + spread * rng.normal()), rng)
+        out.append(metrics.build_sample(emb, labels, pairs, 0.5, 42))
+    return out
+
+
+def test_seed_variance_is_s_squared_over_s_by_hand():
+    a = _seeds(3)
+    per = [metrics.figures(s, np.ones(len(s["uniq"]), np.int64))["retrieval.recall@1"] for s in a]
+    assert paired.seed_variance(a, ["retrieval.recall@1"])["retrieval.recall@1"] == pytest.approx(np.var(per, ddof=1) / 3)
+    assert math.isnan(paired.seed_variance(a[:1], ["retrieval.recall@1"])["retrieval.recall@1"])
+
+
+def test_a_recipe_row_counts_both_sides_seed_variance_and_a_single_training_says_so():
+    a, b = _seeds(3), _seeds(3, noise=1.05, first=10)
+    names = ["retrieval.recall@1"]
+    extra = paired.training_variance(a, b, names)["retrieval.recall@1"]
+    assert extra > 0 and paired.recipe_level(a, b)
+    with_seeds = paired.compare_models(a, b, names, n=100)["student"][0]
+    draws = paired.paired_draws(a, b, names, 100, 0)
+    test_only = paired.holm(names, {names[0]: with_seeds.difference}, draws, df=39)[0]
+    width = lambda r: r.ci95[1] - r.ci95[0]  # noqa: E731
+    assert width(with_seeds) == pytest.approx(width(test_only) * math.sqrt(1 + extra / draws[:, 0].var(ddof=1)))
+    # one training on one side: no seed term, and the note says the row compares trained models
+    assert not paired.recipe_level(a, b[:1]) and paired.training_variance(a, b[:1], names)[names[0]] == 0
+    called = paired.RowTest("x", 0.1, [0.05, 0.15], [0.05, 0.15], 0.95, 0.001, True, True)
+    assert "trained models compared, not recipes: mfn trained once" in compare._why(called, False, ["mfn"])
+
+
+def test_robustness_is_resampled_by_the_identity_of_each_degraded_image():
+    labels = np.repeat(np.arange(6), 3)
+    emb = np.random.default_rng(0).normal(size=(18, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    sel = np.array([0, 1, 3, 4, 9, 12])  # identities 0, 0, 1, 1, 3, 4
+    drops = {"jpeg_compression": np.array([0.1, 0.2, 0.3, 0.5, 0.7, 0.9])}
+    s = metrics.build_sample(emb, labels, metrics.sample_pairs(labels, 100, seed=1), 0.5, 1, robustness=drops,
+                             robustness_labels=labels[sel])
+    counts = np.array([2, 0, 1, 0, 3, 0])  # identity 0 twice, 1 and 3 never, 2 once, 4 three times
+    by_hand = (2 * 0.1 + 2 * 0.2 + 3 * 0.9) / (2 + 2 + 3)
+    assert metrics.figures(s, counts, clusters=False)["robustness.jpeg_compression.sim_drop"] == pytest.approx(by_hand)
+
+
+def test_the_subsample_correction_restores_the_full_sets_spread():
+    """A statistic over the distinct identities a draw holds (as clustering is) spreads like a subsample;
+    scaled by subsample_scale its sd is the ordinary bootstrap's (sigma / sqrt(n)), within 8 %."""
+    rng = np.random.default_rng(3)
+    n = 150
+    x = rng.normal(size=n)
+    distinct, ordinary = [], []
+    for _ in range(3000):
+        c = np.bincount(rng.integers(0, n, n), minlength=n)
+        distinct.append(x[c > 0].mean())
+        ordinary.append((x * c).sum() / n)
+    corrected = np.std(distinct) * resample.subsample_scale(n)
+    assert corrected == pytest.approx(np.std(ordinary), rel=0.08)
+    assert np.std(distinct) < 0.85 * np.std(ordinary), "uncorrected, the spread is too narrow"
+    widened = resample.widen_clustering(np.column_stack([distinct, distinct]), ["clustering.nmi", "retrieval.x"], n)
+    assert np.std(widened[:, 0]) == pytest.approx(corrected) and np.array_equal(widened[:, 1], distinct)
+
+
+def test_not_called_says_when_the_step_down_stopped_before_a_row_that_excludes_zero():
+    z = np.random.default_rng(0).normal(size=2000)
+    z = (z - z.mean()) / z.std(ddof=1)
+    # "first" (z = 2.17) has the smaller p but fails Holm's 1 - alpha/2 level (2.24); "second" (z = 2.0)
+    # would pass its 95 % level (1.96) alone
+    first, second = 0.2 + 0.092 * z, 0.2 + 0.1 * z
+    rows = paired.holm(["first", "second"], {"first": 0.2, "second": 0.2}, np.column_stack([first, second]),
+                       alpha=0.05, method="normal")
+    by = {r.name: r for r in rows}
+    assert not by["first"].called and not by["second"].called
+    stopped = [r for r in rows if r.excludes and not r.called]
+    assert stopped and "step-down stopped" in compare._why(stopped[0], True, [])
+    assert "includes 0" in compare._why(next(r for r in rows if not r.excludes), True, [])
+
+
+def test_cells_show_the_seed_mean_that_is_compared():
+    from tests.test_compare import _metrics_of
+
+    a, b = _seeds(2), _seeds(1, noise=1.3, first=20)
+    ms = {"a": _metrics_of(a[:1]), "b": _metrics_of(b)}
+    table = compare.compare(ms, {"a": a, "b": b}, n_boot=30)
+    row = table[table["metric"] == "Recall@1"].iloc[0]
+    assert row["a"] == pytest.approx(metrics.model_values(a)["retrieval.recall@1"])
+    assert row["a"] != pytest.approx(metrics.figures(a[0], np.ones(40, np.int64))["retrieval.recall@1"])
