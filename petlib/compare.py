@@ -23,9 +23,8 @@ import pandas as pd
 from . import metrics as _m
 from .io import atomic_write_text
 from .metrics import MetricSpec, specs
-from .schema import fmt
+from .schema import fmt, load_metrics, load_samples
 from .schema import get as _get
-from .schema import load_metrics, load_samples
 
 RULE = ("A row's leader is called better than the runner-up only when the Holm-adjusted 95% interval of their "
         "paired difference (the same test identities resampled for both; each model's figure the mean over its "
@@ -153,7 +152,8 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
         pair_of = {i: pair for pair, idx in tests.items() for i in idx}
         for i, t in zip(names, results):
             a, b = pair_of[i]
-            rows[i]["difference"] = f"{a} − {b}: " + fmt(t.difference, t.adjusted_ci)
+            rows[i]["difference"] = f"{a} − {b}: " + fmt(t.difference, t.adjusted_ci) + \
+                (f"; detectable at 80% power: {fmt(t.mde)}" if not math.isnan(t.mde) else "")
             rows[i]["best"] = a if t.called else ""
             timing = ROW_SPECS[i].interval == "timing"
             single = [] if timing else [n for n in (a, b) if len(samples[n]) < 2]
@@ -165,7 +165,8 @@ def _why(t, recipe: bool, single: list[str]) -> str:
     """A row's note: its true reason when not called; for a called row of trained models, that it is one."""
     if not t.called:
         return ("not called: Holm's step-down stopped at a row with a smaller p-value (this row's own adjusted "
-                "interval excludes 0)" if t.excludes else "not called: the adjusted interval includes 0")
+                "interval excludes 0)" if t.excludes else
+                "not called: the adjusted interval includes 0 (a difference below the detectable size may be missed)")
     return "" if recipe else (f"trained models compared, not recipes: {', '.join(single)} trained once "
                               "(no seed variance on that side)")
 

@@ -184,6 +184,32 @@ def test_recall_change_counts_flipped_queries_by_brute_force():
     assert got["delta_points"] == pytest.approx((h_new.mean() - h_ref.mean()) * 100)
     assert got["ci95_points"][0] <= got["delta_points"] <= got["ci95_points"][1]
     assert got["lost"] + got["gained"] > 0  # the case exercises both directions, not a trivial zero
+    assert got["identities"] == 20 and got["ci90_points"][0] >= got["ci95_points"][0]
+
+
+def test_int8_equivalence_reads_the_90_percent_interval_against_the_margin():
+    assert int8.equivalence(0.1, (-0.5, 0.7), 1.0, 200)["equivalence"] == "equivalent"
+    assert int8.equivalence(-2.0, (-3.0, -1.2), 1.0, 200)["equivalence"] == "not equivalent"
+    straddle = int8.equivalence(-0.4, (-1.6, 0.8), 1.0, 200)
+    # half-width 1.2 must shrink to the 0.6 between the estimate and the bound: 200 x (1.2 / 0.6)^2 identities
+    assert straddle == {"equivalence": "cannot tell at this test size", "identities_to_decide": 800}
+
+
+def test_the_recall_change_interval_resamples_identities_not_queries():
+    """All of one pet's queries flip together: resampling queries would make the interval too narrow."""
+    labels = np.repeat(np.arange(10), 10)
+    ref = np.eye(100, dtype=np.float32)[labels * 10]  # every query's rank-1 neighbour is its own pet
+    emb = ref.copy()
+    emb[labels < 2] = np.eye(100, dtype=np.float32)[99]  # pets 0 and 1: every query now lands on pet 9
+    ts = EvalSet(np.zeros((100, 1)), labels, np.zeros((0, 3), int), ref + 1e-3 * RNG.normal(size=ref.shape), {})
+    got = int8.recall_change(emb / np.linalg.norm(emb, axis=1, keepdims=True), ts, n_boot=2000)
+    lo, hi = got["ci95_points"]
+    # what resampling the 100 queries independently would give (an independent percentile bootstrap)
+    flips = np.zeros(100)
+    flips[: got["lost"]] = -100
+    rng = np.random.default_rng(0)
+    by_query = np.percentile([rng.choice(flips, 100).mean() for _ in range(2000)], [2.5, 97.5])
+    assert hi - lo > 1.5 * (by_query[1] - by_query[0]), (lo, hi, by_query)
 
 
 

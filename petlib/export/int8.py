@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -293,10 +294,32 @@ def search(fp32: Path, calibration_items: Sequence, image_size: int, val: TestSe
 
 def recall_change(emb: np.ndarray, ts: TestSet, n_boot: int = 1000, seed: int = 0) -> dict:
     """Which queries find their rank-1 match through fp32 but not INT8 (lost) and the reverse (gained),
-    and a paired bootstrap 95% interval of the change in Recall@1, in points. At a few hundred queries
-    one query is 0.3 points, so whether a 1-point target is met is decided by a handful of queries."""
-    diff = metrics.leave_one_out(emb, ts.labels).hit1 - metrics.leave_one_out(ts.reference, ts.labels).hit1
-    boot = metrics.bootstrap(lambda c: [(diff * c).sum() / len(diff) * 100], [len(diff)], n_boot, seed)
-    lo, hi = metrics.interval(boot)[:, 0]
-    return {"queries": int(len(diff)), "lost": int((diff < 0).sum()), "gained": int((diff > 0).sum()),
-            "delta_points": float(diff.mean() * 100), "ci95_points": [float(lo), float(hi)]}
+    and the change in Recall@1 in points with its paired bootstrap intervals, test identities resampled
+    (a pet's queries flip together), and the equivalence verdict on the 90% one (`equivalence`)."""
+    q = metrics.leave_one_out(emb, ts.labels)
+    diff = q.hit1 - metrics.leave_one_out(ts.reference, ts.labels).hit1
+    uniq, group = np.unique(q.label, return_inverse=True)
+    boot = metrics.bootstrap(lambda c: [(diff * c[group]).sum() / max(1, c[group].sum()) * 100], [len(uniq)],
+                             n_boot, seed)
+    (lo, hi), (lo90, hi90) = metrics.interval(boot)[:, 0], metrics.interval(boot, 0.90)[:, 0]
+    delta = float(diff.mean() * 100)
+    return {"queries": int(len(diff)), "identities": int(len(uniq)), "lost": int((diff < 0).sum()),
+            "gained": int((diff > 0).sum()), "delta_points": delta, "ci95_points": [float(lo), float(hi)],
+            "ci90_points": [float(lo90), float(hi90)],
+            **equivalence(delta, (float(lo90), float(hi90)), TARGET_POINTS, len(uniq))}
+
+
+def equivalence(delta: float, ci90: tuple[float, float], margin: float, n_identities: int) -> dict:
+    """Two one-sided tests as one interval: the 90% interval inside (-margin, +margin) -> "equivalent";
+    wholly outside it -> "not equivalent"; straddling a bound -> "cannot tell at this test size", with
+    about how many test identities would decide it were the change what it is (the half-width shrinks as
+    1/sqrt(n))."""
+    lo, hi = ci90
+    half = (hi - lo) / 2
+    if -margin < lo and hi < margin:
+        return {"equivalence": "equivalent", "identities_to_decide": None}
+    if hi < -margin or lo > margin:
+        return {"equivalence": "not equivalent", "identities_to_decide": None}
+    room = abs(abs(delta) - margin)  # how far the point estimate is from the nearer bound
+    need = math.ceil(round(n_identities * (half / room) ** 2, 6)) if room > 0 else None
+    return {"equivalence": "cannot tell at this test size", "identities_to_decide": need}

@@ -36,11 +36,22 @@ def int8_summary(result: dict) -> str:
     rc = test["recall_change"]
     flips = (f" Recall@1 through the kernels: {rc['lost']} of {rc['queries']} queries lost their rank-1 match and "
              f"{rc['gained']} gained one (95% interval of the change {rc['ci95_points'][0]:+.2f} to "
-             f"{rc['ci95_points'][1]:+.2f} points; one query is {100 / rc['queries']:.2f} points).")
+             f"{rc['ci95_points'][1]:+.2f} points; one query is {100 / rc['queries']:.2f} points)." + _equivalence(rc))
     return (f"INT8 ({result['int8_search']['kept']}): {kept['bytes'] / 1e6:.2f} MB, {fp32['bytes'] / kept['bytes']:.1f}x "
             f"smaller than fp32. On test, in points: {deltas}. Worst loss {test['loss_points']:.2f} points: it "
             f"{verdict} the task (every metric within {int8.TARGET_POINTS:g} point)." + flips + cap
             + qat_summary(result["int8_search"]))
+
+
+def _equivalence(rc: dict) -> str:
+    """The equivalence verdict on Recall@1 (±int8.TARGET_POINTS, 90% interval, identities resampled)."""
+    if "equivalence" not in rc:
+        return ""
+    lo, hi = rc["ci90_points"]
+    text = (f" Equivalence within ±{int8.TARGET_POINTS:g} point (90% interval {lo:+.2f} to {hi:+.2f}, "
+            f"{rc['identities']} test identities): {rc['equivalence']}")
+    return text + (f"; about {rc['identities_to_decide']:,} test identities would decide it." if rc["identities_to_decide"]
+                   else ".")
 
 
 def qat_summary(search: dict) -> str:

@@ -35,6 +35,21 @@ class RowTest:
     p: float
     called: bool
     excludes: bool = False  # its own adjusted interval excludes 0 (not called only if the step-down stopped first)
+    mde: float = math.nan  # the smallest true difference this row calls with 80% power at its level
+
+
+def minimum_detectable(d: np.ndarray, level: float, method: str = "student", df: int | None = None,
+                       extra: float = 0.0, power: float = 0.8) -> float:
+    """(quantile of the two-sided level + z of the power) x the difference's standard error: below this
+    size a real difference is missed more often than 1 - power, so "not called" is not "no difference"."""
+    from scipy.stats import norm
+
+    d = d[~np.isnan(d)]
+    if len(d) < 2:
+        return math.nan
+    se = math.sqrt(float(d.var(ddof=1)) + (0.0 if math.isnan(extra) else extra))
+    ref = _reference("normal" if method == "percentile" else method, df)
+    return float((ref.ppf(0.5 + level / 2) + norm.ppf(power)) * se)
 
 
 def _over_repeats(per: dict[int, dict], name: str) -> float:
@@ -143,7 +158,7 @@ def holm(names: list[str], observed: dict[str, float], draws: np.ndarray, alpha:
         excludes = not math.isnan(adj[0]) and (adj[0] > 0 or adj[1] < 0)
         still = still and excludes
         tests[i] = RowTest(names[i], obs, _interval(draws[:, i], obs, 0.95, method, df, e), adj, level, p[i], still,
-                           excludes)
+                           excludes, minimum_detectable(draws[:, i], level, method, df, e))
     return [tests[i] for i in range(len(names))]
 
 
