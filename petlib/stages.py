@@ -309,6 +309,7 @@ def compare_check(params: StudyParams) -> Check:
         files[f"{name} metrics"] = file_digest(Path(d) / "metrics.json")
         files[f"{name} resample"] = file_digest(Path(d) / "resample.npz")
     files["published figures"] = file_digest(codegraph.PETLIB / "published.yaml")  # the rows beside ours
+    files["claims"] = file_digest(codegraph.PETLIB / "claims.yaml")  # design §9.3's claims and their rules
     return Check("compare", Layout(params).compare_dir() / STAMP, _params_of(params, "compare"), files,
                  code_inputs(ENTRY["compare"]), software_inputs(params, "compare"), OUTPUTS["compare"])
 

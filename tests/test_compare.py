@@ -157,18 +157,36 @@ def test_takeaways_follow_the_called_rows():
     mn, mf = _metrics_of(good, params=1_600_000), _metrics_of(bad, params=1_000_000)
     mn["backbone"], mf["backbone"] = "mobilenetv3_small_100", "mobilefacenet"
     mn["overfitting"], mf["overfitting"] = {"gap": 0.01}, {"gap": 0.2}
+    mn.setdefault("ci95", {})["overfitting.gap"], mf.setdefault("ci95", {})["overfitting.gap"] = [0.0, 0.03], [0.15, 0.25]
     block = {"mnv3": mn, "mfn": mf}
     t = compare.compare(block, {"mnv3": good, "mfn": bad}, n_boot=60)
     v = {r["claim"]: r for r in compare.takeaways(t, block)}
     assert v["MobileNetV3 is more accurate"]["verdict"] == "supported"
-    assert v["MobileFaceNet is more robust to blur, noise and compression"]["verdict"] == "not called"
+    assert v["MobileFaceNet is more robust to blur, noise and compression"]["verdict"] == "not decided by these rows"
     assert v["Both are small enough for phones"]["verdict"] == "supported"
     assert v["Neither overfits"]["verdict"] == "contradicted" and "mfn 0.2" in v["Neither overfits"]["evidence"]
+    # a gap at most 0.05 whose interval reaches above it is not "does not overfit" (the old point rule said so)
+    mf["ci95"]["overfitting.gap"], mf["overfitting"]["gap"] = [-0.01, 0.08], 0.03
+    assert {r["claim"]: r["verdict"] for r in compare.takeaways(t, block)}["Neither overfits"] == "cannot tell"
     swapped = {"mnv3": _metrics_of(bad, params=1_600_000), "mfn": _metrics_of(good)}
     swapped["mnv3"]["backbone"], swapped["mfn"]["backbone"] = "mobilenetv3_small_100", "mobilefacenet"
     t2 = compare.compare(swapped, {"mnv3": bad, "mfn": good}, n_boot=60)
     assert {r["claim"]: r["verdict"] for r in compare.takeaways(t2, swapped)}["MobileNetV3 is more accurate"] == \
         "contradicted"
+
+
+def test_about_3x_is_judged_on_the_ratios_interval_not_only_the_direction():
+    import pandas as pd
+
+    def verdict(mfn_ms, lo, hi):
+        row = {"category": "Efficiency", "metric": "CPU latency (ms, batch 1)", "mnv3": 1.0, "mfn": mfn_ms,
+               "best": "mnv3", "difference": f"mnv3 − mfn: {1 - mfn_ms:.3g}", "ci_low": lo, "ci_high": hi, "note": ""}
+        fam = {"mnv3": "mnv3", "mfn": "mfn"}
+        return compare._speed(compare.claims()["speed"], pd.DataFrame([row]), fam, fam)["verdict"]
+
+    assert verdict(3.0, -2.2, -1.8) == "supported"  # ratio [2.8, 3.2]
+    assert verdict(1.86, -0.95, -0.77) == "faster, but not about 3x"  # ratio [1.77, 1.95]: the 1.86x the issue names
+    assert verdict(2.2, -1.6, -0.8) == "faster; the size cannot be told"  # ratio [1.8, 2.6]
 
 
 def test_repeat_stats_by_hand():

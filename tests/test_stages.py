@@ -163,3 +163,4 @@ def test_no_module_hides_a_use_behind_a_lazy_attribute():
 def test_the_published_figures_are_an_input_of_the_comparison(make_params, tmp_path):
     check = stages.compare_check(make_params(tmp_path))
     assert check.files["published figures"] == stages.file_digest(codegraph.PETLIB / "published.yaml")
+    assert check.files["claims"] == stages.file_digest(codegraph.PETLIB / "claims.yaml")
