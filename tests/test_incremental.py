@@ -218,7 +218,7 @@ def test_an_augmentation_change_re_runs_every_training(finished, tmp_path, repo,
 
 @pytest.mark.timeout(900)
 def test_a_tta_change_re_runs_every_evaluation_and_no_training(finished, tmp_path, repo):
-    st = _status(_copy(finished, tmp_path), repo, eval__tta=False)
+    st = _status(_copy(finished, tmp_path), repo, eval__tta=True)
     assert _stale(st) == EVALS, st
     assert st["04_compare"].state == "after"
 
@@ -230,13 +230,11 @@ def test_a_converter_change_re_runs_the_export_only(finished, tmp_path, repo, mo
     assert _stale(st) == {"05_export-mnv3-cat"} and "code petlib/export/onnx.py changed" in st["05_export-mnv3-cat"].reasons[0]
 
 
-def _train_rows(folder: Path) -> list[tuple[Path, str]]:
-    import csv
+def _train_rows(folder: Path, repo: Path) -> list[tuple[Path, str]]:
+    from petlib import data
 
-    with open(folder / "outputs/ci/splits/cat.csv") as f:
-        rows = list(csv.DictReader(f))
-    root = folder / "outputs/data/cat"
-    return [(root / r["path"], r["identity"]) for r in rows if r["split"] == "train"]
+    train = data.load_splits(load_params(_write(folder, repo)), "cat")["train"]
+    return [(p, train.identities[int(label)]) for p, label in zip(train.paths, train.labels)]
 
 
 @pytest.mark.timeout(900)
@@ -244,7 +242,7 @@ def test_two_photos_of_equal_size_swapped_between_identities_re_run_the_training
     folder = _copy(finished, tmp_path)
     by_size: dict[int, tuple[Path, str]] = {}
     pair = None
-    for p, ident in _train_rows(folder):
+    for p, ident in _train_rows(folder, repo):
         other = by_size.setdefault(p.stat().st_size, (p, ident))
         if other[1] != ident:
             pair = (other[0], p)
