@@ -72,8 +72,9 @@ def test_paired_rule_calls_a_real_difference_and_never_identical_models():
     t = compare.compare(metrics, {"good": good, "bad": bad}, n_boot=100).set_index("metric")
     assert t.loc["Recall@1", "best"] == "good" and t.loc["ROC-AUC", "best"] == "good"
     assert t.loc["EER", "best"] == "good", "lower EER wins"
-    lo, hi = (float(x) for x in t.loc["Recall@1", "difference"].split("[")[1].rstrip("]").split(","))
+    lo, hi = t.loc["Recall@1", "ci_low"], t.loc["Recall@1", "ci_high"]
     assert 0 < lo < hi, "the leader's adjusted interval lies above zero"
+    assert f"[{lo:.3g}, {hi:.3g}]; detectable at 80% power" in t.loc["Recall@1", "difference"]
     same = {"a": _metrics_of(good), "b": _metrics_of(good)}
     t = compare.compare(same, {"a": good, "b": good}, n_boot=50)
     assert not t[t["category"] != "Efficiency"]["best"].any(), "identical models are called on no row"

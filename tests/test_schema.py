@@ -42,7 +42,7 @@ def _resampled_names() -> set[str]:
     emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
     pairs = metrics.sample_pairs(labels, 400, seed=0)
     sample = metrics.build_sample(emb, labels, pairs, 0.5, 0, metrics.triplet_items(emb, labels, 100, 0),
-                                  {d: np.zeros(10) for d in DEGRADATIONS})
+                                  {d: np.zeros(10) for d in DEGRADATIONS}, robustness_labels=labels[:10])
     overfit = metrics.overfitting_intervals(*metrics.overfitting_queries(emb, labels, emb, labels, 40, 0), 10, 0)
     return set(metrics.figures(sample, np.ones(20, np.int64))) | set(overfit)
 
