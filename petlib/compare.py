@@ -212,14 +212,15 @@ def training_variance_note(block: dict[str, dict], study: dict[str, dict] | None
     return note
 
 
-def _cell(m: dict | None, v, path: tuple, ci_key: str | None) -> str:
-    """A model's figure: a single training's value with its 95% interval, or the mean over its seeds with
-    their sd (the interval of one seed is not the mean's)."""
+def _cell(m: dict | None, v, path: tuple, ci_key: str | None, seed_mean: bool = False) -> str:
+    """A model's figure: a single training's value with its 95% interval, or (`seed_mean`, a ranked
+    table's resampled rows) the mean over its seeds with their sd: the interval of one seed is not the mean's."""
     if m is None:
         return fmt(v)
-    sd = spread(m, path)
-    if sd is not None and v is not None:
-        return f"{fmt(v)} (mean of {m['repeat_stats']['.'.join(path)]['n']} seeds, sd {sd:.3g})"
+    n = len(m.get("repeats") or [])
+    if seed_mean and n > 1 and v is not None:
+        sd = spread(m, path)
+        return f"{fmt(v)} (mean of {n} seeds" + (f", sd {sd:.3g})" if sd is not None else ")")
     return fmt(v, (m.get("ci95") or {}).get(ci_key or ""))
 
 
@@ -236,7 +237,7 @@ def to_markdown(df: pd.DataFrame, names: list[str], metrics: dict[str, dict] | N
         path, ci = paths[r["metric"]]
         cells = []
         for n in names:
-            s = _cell((metrics or {}).get(n), r[n], path, ci)
+            s = _cell((metrics or {}).get(n), r[n], path, ci, ranked and ci not in (None, "exact"))
             cells.append(f"**{s}**" if ranked and n in str(r["best"]).split(",") else s)
         tail = f" {r['difference']} | {r['direction']}" + (f" ({r['note']})" if r.get("note") else "") + " |" \
             if ranked else ""
