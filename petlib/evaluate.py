@@ -135,6 +135,7 @@ def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: 
     """Repeat 0's figures (already computed) and those of every further training repeat, and each further
     repeat's resample data (for 04_compare's paired comparisons)."""
     rows, samples = [{"repeat": 0, "seed": params.train_seed(0), **_pick(first)}], []
+    ev, kw = params.eval, dict(device=device, tta=params.eval.tta, progress=progress)
     for r in range(1, params.repeats(model, species)):
         run = RunDir(Layout(params).run_dir(model, species, r))
         embedder = run.load_embedder(device)
@@ -144,7 +145,6 @@ def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: 
                                                      tta=params.eval.tta, progress=progress))
         rows.append({"repeat": r, "seed": params.train_seed(r), **headline_metrics(emb, test.labels, pairs, params)})
         # triplets and robustness on every repeat, so that their rows compare seeds on both sides too
-        ev, kw = params.eval, dict(device=device, tta=params.eval.tta, progress=progress)
         tri = metrics.triplet_items(emb, test.labels, ev.n_triplets, params.seed)
         _, drops, rb_labels = _robustness(embedder, test, emb, ev.n_robustness, params.seed, run.config()["image_size"], kw)
         samples.append(metrics.build_sample(emb, test.labels, pairs, ev.gallery_frac, params.seed, tri, drops,
