@@ -136,7 +136,7 @@ def _export(a) -> int:
 def _compare(a) -> int:
     from pathlib import Path
 
-    from . import compare
+    from . import compare, compare_report
     from .data import IMAGE_EXTENSIONS
 
     photos = a.embedder or all(Path(r).suffix.lower() in IMAGE_EXTENSIONS for r in a.runs)
@@ -162,10 +162,10 @@ def _compare(a) -> int:
             raise ValueError(f"{item!r}: give NAME:EVAL_DIR (a folder holding metrics.json)")
         name, d = item.split(":", 1)
         runs[name] = d
-    metrics = compare.load_all(runs)
-    tables = compare.ranked_blocks(metrics, compare.load_all_samples(runs))
-    print(compare.report_markdown(metrics, tables))
-    files = compare.write(metrics, tables, a.out)
+    metrics = compare_report.load_all(runs)
+    tables = compare.ranked_blocks(metrics, compare_report.load_all_samples(runs))
+    print(compare_report.report_markdown(metrics, tables))
+    files = compare_report.write(metrics, tables, a.out)
     print(f"written: {files['md']}, {files['csv']}")
     return 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import compare, latency, stages
+from . import compare, compare_report, latency, stages
 from .io import atomic_write_json, read_json
 from .layout import Layout
 
@@ -20,15 +20,15 @@ def ranked_tables(params, force: bool = False, log=print) -> tuple[dict[str, dic
     and tables.json when it computes them."""
     lay = Layout(params)
     runs, out = lay.comparison_runs(), lay.compare_dir()
-    metrics = compare.load_all(runs)
+    metrics = compare_report.load_all(runs)
     check = stages.compare_check(params)
     if not force and (out / TABLES).is_file() and check.up_to_date():
         log(f"comparison up to date ({out / TABLES}); force=True compares again")
         return metrics, load_tables(out / TABLES)
     blocks = compare.test_sets(metrics)
     timings = {label: latency.block_timings(block) for label, block in blocks.items() if len(block) > 1}
-    tables = compare.ranked_blocks(metrics, compare.load_all_samples(runs), params.eval.n_bootstrap, params.seed, timings)
-    compare.write(metrics, tables, out)
+    tables = compare.ranked_blocks(metrics, compare_report.load_all_samples(runs), params.eval.n_bootstrap, params.seed, timings)
+    compare_report.write(metrics, tables, out)
     save_tables(out / TABLES, tables)
     check.write()
     return metrics, tables

@@ -52,7 +52,8 @@ NEUTRAL_WHY = {
     "petlib.study": "the runner: executes and renders", "petlib.stage_table": "decides what runs",
     "petlib.status": "says what would run",
     "petlib.index_page": "the index page", "petlib.cli": "the command line: calls the stages",
-    "petlib.metrics.simulate": "the null simulation of benchmarks/error_rates.py and the tests; no stage",
+    "petlib.metrics.simulate": "synthetic embeddings for the statistics tests; no stage",
+    "petlib.metrics.calibration": "the null simulation of benchmarks/error_rates.py and the tests; no stage",
     "petlib.data.content": "hashes the data files for the split fingerprints (the inputs themselves)",
     "petlib": "the package: a check that the environment is the project's, a warning filter",
 }
@@ -179,9 +180,18 @@ class Check:
         why = diff(old.get("inputs", {}), self.inputs())
         if old.get("state") != "finished":
             return ["did not finish"] + why
+        return why + [f"output {k} {how}" for k, how in self.output_changes(old).items()]
+
+    def output_changes(self, old: dict | None = None) -> dict[str, str]:
+        """{recorded output: "missing" or "edited"} for the outputs that are not as the stage wrote them."""
+        old = self.recorded() if old is None else old
+        if not old or old.get("state") != "finished":
+            return {}
         now = self.output_digests()
-        return why + [f"output {k} " + ("missing" if k not in now else "edited")
-                      for k, v in old.get("outputs", {}).items() if now.get(k) != v]
+        return {k: "missing" if k not in now else "edited" for k, v in old.get("outputs", {}).items() if now.get(k) != v}
+
+    def missing_outputs(self) -> list[str]:
+        return [k for k, how in self.output_changes().items() if how == "missing"]
 
     def output_digests(self) -> dict:
         """{file relative to the stage folder: SHA-256 (16 digits)} of the stage's outputs now."""

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from .config import StudyParams
 from .layout import Layout
-from .stage_table import forced_tasks, plan, read_state, why_run
+from .stage_table import forced_tasks, plan, read_state, stage_checks, why_run
 
 
 @dataclass
@@ -31,7 +31,7 @@ def study_status(params: StudyParams, only: list[str] | None = None, force=None)
         if reasons or after:
             will.add(task.key)
         kind = ("stale" if stage_runs else "re-render") if reasons else ("after" if after else "up to date")
-        missing = [r.split("output ", 1)[1].split(" missing")[0] for r in reasons if "output " in r and r.endswith("missing")]
+        missing = [o for c in stage_checks(task, params) for o in c.missing_outputs()] if reasons else []
         out.append(TaskStatus(task.key, task.notebook, kind, reasons, after, missing))
     return out
 

@@ -5,6 +5,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Test files that share a session fixture run on one pytest-xdist worker (`make test` runs two, with
+# --dist loadgroup), so the fixture is built once; every other file is a group of its own.
+SHARED = {"test_incremental.py": "finished-study", "test_lab.py": "finished-study"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(SHARED.get(item.path.name, item.path.name)))
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +57,16 @@ def trained_ci(tmp_path_factory, make_params):
     p = make_params(tmp_path_factory.mktemp("trained"))
     train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None)
     return p
+
+
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory, repo) -> Path:
+    """A small study run to the end by the runner (two models on the CI cats, ONNX export of one), its
+    params (`studies.write_study`) at the folder's top with relative paths. Tests copy it before changing it."""
+    from petlib.config import load_params
+    from petlib.study import run_study
+    from studies import write_study
+
+    folder = tmp_path_factory.mktemp("study")
+    assert run_study(load_params(write_study(folder, repo)), log=lambda *_: None) == 0
+    return folder

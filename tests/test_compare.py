@@ -6,8 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from petlib import compare
+from petlib import compare, compare_report
 from petlib.schema import SCHEMA
+
+RULES = compare_report.claims()
 
 
 def _fake_metrics(r1, ci, eer, params, species="cat", fp="f00d"):
@@ -54,7 +56,7 @@ def test_exact_rows_latency_and_rows_without_resample_data():
     assert t.loc["CPU latency (ms, batch 1)", "best"] == "" and "one timing" in t.loc["CPU latency (ms, batch 1)", "note"]
     assert t.loc["Recall@1", "best"] == "" and "no resample data" in t.loc["Recall@1", "note"]
     assert t.loc["TAR@FAR=1e-3", "best"] == ""
-    md = compare.to_markdown(t.reset_index(), ["A", "B"], {"A": a, "B": b})
+    md = compare_report.to_markdown(t.reset_index(), ["A", "B"], {"A": a, "B": b})
     assert "**1,000,000**" in md and "0.8 [0.7, 0.9]" in md
 
 
@@ -127,12 +129,12 @@ def test_models_are_ranked_only_within_one_test_set(tmp_path):
     same_species_other_split = _fake_metrics(0.9, [0.88, 0.92], 0.05, 1, fp="cafe")
     assert len(compare.test_sets({"A": cat_a, "B": same_species_other_split})) == 2
     tables = compare.ranked_blocks(metrics)
-    md = compare.report_markdown(metrics, tables)
+    md = compare_report.report_markdown(metrics, tables)
     block_cat, rest = md.split("## dog test set")
     assert "**1**" in block_cat  # A-cat has fewer parameters on its own test set
     across = rest.split("## Across test sets")[1]
     assert "0.9" in across and "**" not in across, "across test sets nothing is bold"
-    head = compare.headline(metrics, tables)
+    head = compare_report.headline(metrics, tables)
     assert head["best R@1 (cat test set f00d)"] == "not called"
     assert head["MobileNetV3 is more accurate (cat test set f00d)"] == "not called"
 
@@ -161,18 +163,18 @@ def test_takeaways_follow_the_called_rows():
     mn.setdefault("ci95", {})["overfitting.gap"], mf.setdefault("ci95", {})["overfitting.gap"] = [0.0, 0.03], [0.15, 0.25]
     block = {"mnv3": mn, "mfn": mf}
     t = compare.compare(block, {"mnv3": good, "mfn": bad}, n_boot=60)
-    v = {r["claim"]: r for r in compare.takeaways(t, block)}
+    v = {r["claim"]: r for r in compare.takeaways(t, block, RULES)}
     assert v["MobileNetV3 is more accurate"]["verdict"] == "supported"
     assert v["MobileFaceNet is more robust to blur, noise and compression"]["verdict"] == "not decided by these rows"
     assert v["Both are small enough for phones"]["verdict"] == "supported"
     assert v["Neither overfits"]["verdict"] == "contradicted" and "mfn 0.2" in v["Neither overfits"]["evidence"]
     # a gap at most 0.05 whose interval reaches above it is not "does not overfit" (the old point rule said so)
     mf["ci95"]["overfitting.gap"], mf["overfitting"]["gap"] = [-0.01, 0.08], 0.03
-    assert {r["claim"]: r["verdict"] for r in compare.takeaways(t, block)}["Neither overfits"] == "cannot tell"
+    assert {r["claim"]: r["verdict"] for r in compare.takeaways(t, block, RULES)}["Neither overfits"] == "cannot tell"
     swapped = {"mnv3": _metrics_of(bad, params=1_600_000), "mfn": _metrics_of(good)}
     swapped["mnv3"]["backbone"], swapped["mfn"]["backbone"] = "mobilenetv3_small_100", "mobilefacenet"
     t2 = compare.compare(swapped, {"mnv3": bad, "mfn": good}, n_boot=60)
-    assert {r["claim"]: r["verdict"] for r in compare.takeaways(t2, swapped)}["MobileNetV3 is more accurate"] == \
+    assert {r["claim"]: r["verdict"] for r in compare.takeaways(t2, swapped, RULES)}["MobileNetV3 is more accurate"] == \
         "contradicted"
 
 
@@ -183,7 +185,7 @@ def test_about_3x_is_judged_on_the_ratios_interval_not_only_the_direction():
         row = {"category": "Efficiency", "metric": "CPU latency (ms, batch 1)", "mnv3": 1.0, "mfn": mfn_ms,
                "best": "mnv3", "difference": f"mnv3 − mfn: {1 - mfn_ms:.3g}", "ci_low": lo, "ci_high": hi, "note": ""}
         fam = {"mnv3": "mnv3", "mfn": "mfn"}
-        return compare._speed(compare.claims()["speed"], pd.DataFrame([row]), fam, fam)["verdict"]
+        return compare._speed(compare_report.claims()["speed"], pd.DataFrame([row]), fam, fam)["verdict"]
 
     assert verdict(3.0, -2.2, -1.8) == "supported"  # ratio [2.8, 3.2]
     assert verdict(1.86, -0.95, -0.77) == "faster, but not about 3x"  # ratio [1.77, 1.95]: the 1.86x the issue names
@@ -218,7 +220,7 @@ def test_deployment_table_reads_each_models_block():
                        "enrolment": [{"k": 1, "match": "mean", "rank1": 0.1}, {"k": 1, "match": "max", "rank1": 0.3}],
                        "gallery_growth": [{"fnir@recommended": 0.2}, {"fnir@recommended": 0.5}]}
     b = _fake_metrics(0.7, None, 0.2, 1, species="dog")  # evaluated before the block existed
-    t = compare.deployment_table({"A": a, "B": b}).set_index("model")
+    t = compare_report.deployment_table({"A": a, "B": b}).set_index("model")
     assert t.loc["A", "threshold FAR 1e-3"] == 0.95 and t.loc["A", "test TAR at it"] == 0.4
     assert t.loc["A", "false matches: nearest impostor"] == 0.6 and t.loc["A", "open-set rank-1, 1 photo"] == 0.3
     assert t.loc["A", "FNIR, largest gallery"] == 0.5
@@ -240,6 +242,6 @@ def test_cached_tables_render_exactly_like_fresh_ones(tmp_path):
     for label, t in tables.items():
         pd.testing.assert_frame_equal(again[label], t)
         block = compare.test_sets(metrics)[label]
-        assert compare.to_markdown(again[label], list(block), block) == compare.to_markdown(t, list(block), block)
-        assert compare.takeaways(again[label], block) == compare.takeaways(t, block)
-    assert compare.headline(metrics, again) == compare.headline(metrics, tables)
+        assert compare_report.to_markdown(again[label], list(block), block) == compare_report.to_markdown(t, list(block), block)
+        assert compare.takeaways(again[label], block, RULES) == compare.takeaways(t, block, RULES)
+    assert compare_report.headline(metrics, again) == compare_report.headline(metrics, tables)

@@ -279,3 +279,31 @@ def test_eval_transform_matches_phone_preprocessing(tiny_synth):
     ref = cv2.resize(data.load_image(p), (48, 48), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
     ref = ((ref - np.array(data.IMAGENET_MEAN)) / np.array(data.IMAGENET_STD)).transpose(2, 0, 1)
     assert np.abs(x - ref).max() < 1e-4
+
+
+def test_content_hashes_read_each_file_once_and_see_a_same_size_replacement(tmp_path, monkeypatch):
+    """The SHA-1 cache: a second look reads no file and (memoised in the process) not the cache file
+    either, unless another process rewrote it; a photo replaced by one of equal size is hashed again."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from petlib.data import content
+
+    files = [tmp_path / f"{i}.jpg" for i in range(3)]
+    for i, f in enumerate(files):
+        f.write_bytes(bytes([i]) * 10)
+    cache = tmp_path / "content.json"
+    want = [hashlib.sha1(f.read_bytes()).hexdigest() for f in files]
+    assert content.sha1s(files, cache) == want
+    reads = []
+    real_read_bytes, real_read_text = Path.read_bytes, Path.read_text
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real_read_bytes(self))
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: reads.append(self.name) or real_read_text(self, *a, **k))
+    assert content.sha1s(files, cache) == want and reads == []
+    files[1].write_bytes(b"\x07" * 10)  # same size, new content
+    assert content.sha1s(files, cache)[1] == hashlib.sha1(b"\x07" * 10).hexdigest() and reads == ["1.jpg"]
+    other = json.loads(real_read_text(cache))  # another process's entry: the cache file is read again
+    other["files"][str(files[0].resolve())][3] = "written elsewhere"
+    cache.write_text(json.dumps(other) + " ")
+    assert content.sha1s(files, cache)[0] == "written elsewhere" and "content.json" in reads

@@ -1,6 +1,7 @@
 """A finished study re-runs only what changed (issue 24's cases), says why, and survives being moved or
-killed. One small study (two models on the CI cats, ONNX export of one) is run once; each case starts
-from a copy of its folder, so the cases are independent."""
+killed. One small study (two models on the CI cats, ONNX export of one: `finished`, shared with the
+JupyterLab test, tests/conftest.py) is run once; each case starts from a copy of its folder, so the
+cases are independent."""
 import json
 import os
 import shutil
@@ -11,38 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from petlib import codegraph
 from petlib.config import load_params
 from petlib.study import run_study
+from studies import write_study
 
 pytestmark = pytest.mark.slow
-
-
-def _write(folder: Path, repo: Path, notebooks=("01_data", "02_train", "03_evaluate", "04_compare", "05_export"),
-           **changes) -> Path:
-    """The study's params file in `folder`, its paths relative (to a project marker there), with changes."""
-    raw = yaml.safe_load((repo / "params" / "ci.yaml").read_text())
-    raw["notebooks"] = list(notebooks)
-    raw["models"] = [raw["models"][0], {**raw["models"][0], "name": "b", "lr": 2.0e-3, "epochs": 1}]
-    raw["export"] = {"formats": ["onnx"], "runs": ["mnv3-cat"]}
-    for dotted, value in changes.items():
-        node, *path, last = [raw, *dotted.split("__")]
-        for part in path:
-            node = node[part] if not isinstance(node, list) else next(m for m in node if m["name"] == part)
-        node[last] = value
-    (folder / "pyproject.toml").write_text("# marks the project root the params' relative paths start from\n")
-    f = folder / "params.yaml"
-    f.write_text(yaml.safe_dump(raw))
-    return f
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, repo):
-    folder = tmp_path_factory.mktemp("study")
-    assert run_study(load_params(_write(folder, repo)), log=lambda *_: None) == 0
-    return folder
 
 
 def _copy(finished: Path, tmp_path: Path) -> Path:
@@ -57,7 +33,7 @@ def _mtimes(folder: Path, pattern: str) -> dict:
 
 def _run(folder: Path, repo: Path, only=None, force=None, dry_run=False, **changes) -> list[str]:
     logs: list[str] = []
-    assert run_study(load_params(_write(folder, repo, **changes)), only=only, force=force, dry_run=dry_run,
+    assert run_study(load_params(write_study(folder, repo, **changes)), only=only, force=force, dry_run=dry_run,
                      log=logs.append) == 0, logs
     return logs
 
@@ -139,18 +115,23 @@ def test_force_re_runs_a_stage_with_unchanged_inputs(finished, tmp_path, repo):
 
 
 @pytest.mark.timeout(900)
-def test_a_killed_study_leaves_finished_work_and_the_next_run_continues(tmp_path, repo):
-    """Killed (SIGKILL, notebook kernels included) as soon as the first training finished: the finished run
-    is kept and used, nothing half-written is read, and the next study completes."""
-    short = ("01_data", "02_train")
-    _write(tmp_path, repo, notebooks=short)
-    proc = subprocess.Popen([sys.executable, "-m", "petlib.cli", "study", str(tmp_path / "params.yaml")], cwd=repo,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    stamp = tmp_path / "outputs/ci/runs/mnv3-cat/stage.json"
+def test_a_killed_study_leaves_finished_work_and_the_next_run_continues(finished, tmp_path, repo):
+    """Both trainings made stale (fewer steps an epoch), and the study killed (SIGKILL, notebook kernels
+    included) as soon as the first of them finished again: that run is kept and used, nothing half-written
+    is read, and the next study trains the other and completes."""
+    folder = _copy(finished, tmp_path)
+    short, change = ("01_data", "02_train"), {"train__max_steps_per_epoch": 2}
+    write_study(folder, repo, notebooks=short, **change)
+    stamp = folder / "outputs/ci/runs/mnv3-cat/stage.json"
+    before = stamp.stat().st_mtime_ns
+    proc = subprocess.Popen([sys.executable, "-m", "petlib.cli", "study", str(folder / "params.yaml")],
+                            cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
-        if stamp.is_file() and json.loads(stamp.read_text())["state"] == "finished":
-            break
+        if stamp.stat().st_mtime_ns != before:
+            s = json.loads(stamp.read_text())
+            if s["state"] == "finished":
+                break
         time.sleep(0.2)
     assert proc.poll() is None, "the study ended before it could be killed"
     doomed = _descendants(proc.pid)  # the notebook kernel too, wherever its session is
@@ -161,14 +142,15 @@ def test_a_killed_study_leaves_finished_work_and_the_next_run_continues(tmp_path
         except ProcessLookupError:
             pass
     proc.wait()
-    for f in (tmp_path / "outputs").rglob("*.json"):
+    for f in (folder / "outputs").rglob("*.json"):
         json.loads(f.read_text())  # every JSON artefact is whole
-    kept = _mtimes(tmp_path, "outputs/ci/runs/mnv3-cat/*")
-    logs = _run(tmp_path, repo, notebooks=short)
+    kept = _mtimes(folder, "outputs/ci/runs/mnv3-cat/*")
+    logs = _run(folder, repo, notebooks=short, **change)
     line = _line(logs, "02_train-mnv3-cat")
     assert "train mnv3-cat" not in line, f"the finished training was not redone: {line}"
-    assert _mtimes(tmp_path, "outputs/ci/runs/mnv3-cat/*") == kept
-    assert json.loads((tmp_path / "outputs/ci/runs/b-cat/stage.json").read_text())["state"] == "finished"
+    assert "train.max_steps_per_epoch 3 -> 2" in _line(logs, "02_train-b-cat"), logs
+    assert _mtimes(folder, "outputs/ci/runs/mnv3-cat/*") == kept
+    assert json.loads((folder / "outputs/ci/runs/b-cat/stage.json").read_text())["state"] == "finished"
     assert "3/3 ok" in logs[-1]
 
 
@@ -192,7 +174,7 @@ def _descendants(pid: int) -> list[int]:
 def _status(folder: Path, repo: Path, **changes) -> dict:
     from petlib.status import study_status
 
-    return {s.task: s for s in study_status(load_params(_write(folder, repo, **changes)))}
+    return {s.task: s for s in study_status(load_params(write_study(folder, repo, **changes)))}
 
 
 def _stale(st: dict) -> set[str]:
@@ -233,7 +215,7 @@ def test_a_converter_change_re_runs_the_export_only(finished, tmp_path, repo, mo
 def _train_rows(folder: Path, repo: Path) -> list[tuple[Path, str]]:
     from petlib import data
 
-    train = data.load_splits(load_params(_write(folder, repo)), "cat")["train"]
+    train = data.load_splits(load_params(write_study(folder, repo)), "cat")["train"]
     return [(p, train.identities[int(label)]) for p, label in zip(train.paths, train.labels)]
 
 

@@ -114,3 +114,24 @@ def test_the_minimum_detectable_difference_is_called_with_80_percent_power():
     assert (np.abs(observed) / 0.03 > 1.959964).mean() == pytest.approx(0.80, abs=0.01)
     row = paired.holm(["x"], {"x": 0.0}, d[:, None], method="normal")[0]
     assert row.mde == pytest.approx(mde) and "may be missed" in compare._why(row, True, [])
+
+
+def test_a_verification_pair_follows_both_its_identities_two_way():
+    """Owen's two-way draw by hand: an impostor pair of identities a, b is in a draw counts[a] x counts[b]
+    times, a genuine pair of identity g counts[g] times; the figures then equal those of the pairs so
+    repeated (and the impostor side moves: a draw that drops only second identities changes them)."""
+    labels = np.repeat(np.arange(6), 3)
+    emb = simulate.embeddings(np.random.default_rng(1).normal(size=(6, 8)), labels, 0.8, np.random.default_rng(2))
+    pairs = metrics.sample_pairs(labels, 60, seed=1)
+    s = metrics.build_sample(emb, labels, pairs, 0.5, 1)
+    counts = np.array([2, 0, 1, 3, 1, 0])
+    want = []
+    for i, (a, b, same) in enumerate(pairs):
+        ga, gb = labels[a], labels[b]
+        want += [i] * int(counts[ga] if same else counts[ga] * counts[gb])
+    np.testing.assert_array_equal(resample.pair_draw(s, counts), want)
+    sc, y = s["p_score"][want], s["p_same"][want]
+    assert metrics.figures(s, counts)["ranking.roc_auc"] == pytest.approx(metrics.pair_ranking(sc, y)["roc_auc"])
+    assert ((labels[pairs[:, 1]] == 5) & (labels[pairs[:, 0]] != 5)).any()
+    kept = resample.pair_draw(s, np.array([1, 1, 1, 1, 1, 0]))
+    assert not (labels[pairs[kept, 1]] == 5).any(), "a pair whose second identity is not drawn stays out"

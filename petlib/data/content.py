@@ -12,14 +12,33 @@ from collections.abc import Sequence
 from pathlib import Path
 
 CACHE_VERSION = 1
+# {cache file: ((size, mtime_ns) of the file when read or written, its entries)}: a study's many
+# fingerprint calls in one process read a large tree's cache once, not once each
+_MEMO: dict[str, tuple[tuple[int, int], dict]] = {}
+
+
+def _stamp(cache: Path) -> tuple[int, int] | None:
+    try:
+        st = cache.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def _read(cache: Path | None) -> dict:
+    if cache is None:
+        return {}
+    stamp, memo = _stamp(cache), _MEMO.get(str(cache))
+    if memo and stamp is not None and memo[0] == stamp:
+        return memo[1]
     try:
-        c = json.loads(cache.read_text()) if cache else {}
+        c = json.loads(cache.read_text()) if stamp else {}
     except (OSError, ValueError):
-        return {}  # a damaged cache costs one read of every file, nothing else
-    return c.get("files", {}) if isinstance(c, dict) and c.get("version") == CACHE_VERSION else {}
+        c = {}  # a damaged cache costs one read of every file, nothing else
+    files = c.get("files", {}) if isinstance(c, dict) and c.get("version") == CACHE_VERSION else {}
+    if stamp is not None:
+        _MEMO[str(cache)] = (stamp, files)
+    return files
 
 
 def sha1s(paths: Sequence[Path], cache: Path | None = None) -> list[str]:
@@ -39,7 +58,9 @@ def sha1s(paths: Sequence[Path], cache: Path | None = None) -> list[str]:
             fresh[key] = [*stamp, digest]
             out.append(digest)
     if cache is not None and fresh:
-        atomic_write_json(cache, {"version": CACHE_VERSION, "files": {**known, **fresh}})
+        files = {**known, **fresh}
+        atomic_write_json(cache, {"version": CACHE_VERSION, "files": files})
+        _MEMO[str(cache)] = (_stamp(cache), files)
     return out
 
 

@@ -9,7 +9,7 @@ holds, each once (k-means on duplicated points is not a clustering of more pets)
 subsample of about 63% of the identities, whose spread is sqrt(1/m - 1/n) times the figure's sd rather
 than 1/sqrt(n), so `subsample_scale` widens those draws around their mean by sqrt(m / (n - m)).
 Robustness resamples the degraded images' identities, as every other figure does (drops within one pet
-are correlated).
+are correlated); a verification pair follows both of its identities (`pair_draw`).
 """
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def build_sample(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, gallery
          "q_group": _group(uniq, q.label), "q_hit1": q.hit1, "q_hit5": r.topk_rel[:, :5].any(1).astype(float),
          "q_hit10": r.topk_rel[:, :10].any(1).astype(float), "q_rr": q.rr, "q_apr": r.ap_r,
          "q_ndcg": ndcg_at(r.topk_rel, r.n_rel, 10),
-         "p_group": _group(uniq, labels[pairs[:, 0]]), "p_same": pairs[:, 2].astype(bool),
+         "p_group": _group(uniq, labels[pairs[:, 0]]), "p_group2": _group(uniq, labels[pairs[:, 1]]),
+         "p_same": pairs[:, 2].astype(bool),
          "p_score": np.asarray(pair_scores(emb, pairs), np.float64)}
     for kind in ("mated", "nonmated"):
         s[f"o{kind[0]}_group"] = _group(uniq, os_[kind]["label"])
@@ -76,7 +77,7 @@ def figures(s: dict, counts: np.ndarray, clusters: bool = True) -> dict[str, flo
     for key, col in (("recall@1", "q_hit1"), ("recall@5", "q_hit5"), ("recall@10", "q_hit10"), ("mrr", "q_rr"),
                      ("map@r", "q_apr"), ("ndcg@10", "q_ndcg")):
         out[f"retrieval.{key}"] = _mean(s[col], wq)
-    rep = repeat_by(counts, s["p_group"])
+    rep = pair_draw(s, counts)
     y, sc = s["p_same"][rep], s["p_score"][rep]
     if y.any() and (~y).any():
         rank = pair_ranking(sc, y)
@@ -101,6 +102,17 @@ def figures(s: dict, counts: np.ndarray, clusters: bool = True) -> dict[str, flo
         if f"rb_{name}" in s:
             out[f"robustness.{name}.sim_drop"] = _mean(s[f"rb_{name}"], counts[s["rb_group"]])
     return out
+
+
+def pair_draw(s: dict, counts: np.ndarray) -> np.ndarray:
+    """Indices of the verification pairs in a draw, two-way (Owen 2007): an impostor pair counts once per
+    drawn copy of each of its two identities (counts[a] x counts[b]), a genuine pair once per copy of its
+    identity, so that resampling moves the impostor side too."""
+    if "p_group2" not in s:  # resample data written before the two-way draw
+        raise KeyError("resample data without the pairs' second identities (p_group2): evaluate again")
+    first = counts[s["p_group"]]
+    w = np.where(s["p_same"], first, first * counts[s["p_group2"]])
+    return np.repeat(np.arange(len(w)), w)
 
 
 def subsample_scale(n: int) -> float:
