@@ -30,11 +30,12 @@ def _pct(w: dict) -> str:
 
 
 def match_shared(demo: Path, null: cal.Null) -> tuple[cal.Null, float, float]:
-    """The null with `shared` set so that its hit correlation is nearest the demo's two cat models'."""
+    """The null with `shared` set so that its hit correlation is nearest the demo's two cat models' (the
+    mean over every pair of their training repeats)."""
     from petlib.schema import load_samples
 
-    a, b = (load_samples(demo / "eval" / f"{m}-cat")[0] for m in ("mnv3", "mfn"))
-    want = cal.hit_correlation(a, b)
+    a, b = (load_samples(demo / "eval" / f"{m}-cat") for m in ("mnv3", "mfn"))
+    want = float(np.mean([cal.hit_correlation(x, y) for x in a for y in b]))
     grid = [(s, cal.simulated_hit_correlation(replace(null, shared=s))) for s in np.linspace(0, 0.9, 10)]
     best = min(grid, key=lambda g: abs(g[1] - want))
     return replace(null, shared=float(best[0])), want, best[1]
