@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import metrics as _m
 from .metrics import MetricSpec, specs
+from .metrics.spec import RESAMPLED
 from .schema import fmt
 from .schema import get as _get
 
@@ -35,7 +36,6 @@ RULE = ("A row's leader is called better than the runner-up only when the Holm-a
         "then its interval also counts both models' seed variance (s²/S each); otherwise it compares the trained "
         "models and says so. Cells show the seed mean (with the seed sd; a single training's own 95% interval). "
         "Sizes and parameter counts are exact; latency is compared only when timed interleaved in one process.")
-RESAMPLED = {"identities", "clusters", "images"}
 
 
 def _ci_key(spec: MetricSpec) -> str | None:

@@ -38,39 +38,39 @@ def torch_runner(module):
     return run
 
 
-def interleaved(runners: dict, x: np.ndarray, rounds: int = 60, warmup: int = 5) -> dict[str, np.ndarray]:
+def interleaved(runners: dict, x: np.ndarray | dict, rounds: int = 60, warmup: int = 5) -> dict[str, np.ndarray]:
     """Seconds per call of every runner, timed in one process in turn: round k calls each once, in an
     order that reverses every round, so drift in the machine's speed falls on all of them alike and
-    round k's timings pair up (what `petlib.metrics.paired.latency_test` resamples)."""
+    round k's timings pair up (what `petlib.metrics.paired.latency_test` resamples). `x`: one input for
+    all, or {name: input} (models that take different sizes)."""
     names = list(runners)
+    inputs = x if isinstance(x, dict) else {n: x for n in names}
     for _ in range(warmup):
         for n in names:
-            runners[n](x)
+            runners[n](inputs[n])
     out: dict[str, list[float]] = {n: [] for n in names}
     for k in range(rounds):
         for n in names if k % 2 == 0 else names[::-1]:
             t = time.perf_counter()
-            runners[n](x)
+            runners[n](inputs[n])
             out[n].append(time.perf_counter() - t)
     return {n: np.array(v) for n, v in out.items()}
 
 
 def block_timings(block: dict[str, dict], rounds: int = 60, threads: int = 1) -> dict[str, np.ndarray]:
     """Batch-1 CPU latency of every model of a comparison block (metrics.json dicts naming their run),
-    interleaved in this process on `threads` torch threads (one phone core by default)."""
+    interleaved in this process on `threads` torch threads (one phone core by default), each at the
+    input size it was trained at (what a phone would feed it)."""
     import torch
 
     from .run import RunDir
 
-    sizes = {m["efficiency"]["image_size"] for m in block.values()}
-    if len(sizes) != 1:
-        raise ValueError(f"models of one block take different input sizes {sorted(sizes)}: time them apart")
-    size = sizes.pop()
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         runners = {n: torch_runner(RunDir(m["run_dir"]).load_embedder("cpu")) for n, m in block.items()}
-        x = np.random.default_rng(0).normal(size=(1, 3, size, size)).astype(np.float32)
+        x = {n: np.random.default_rng(0).normal(size=(1, 3, s, s)).astype(np.float32)
+             for n, s in ((n, m["efficiency"]["image_size"]) for n, m in block.items())}
         return interleaved(runners, x, rounds)
     finally:
         torch.set_num_threads(before)

@@ -102,7 +102,7 @@ def run_config(params: StudyParams, model_name: str, species: str, num_classes: 
     m = params.model(model_name)
     t = params.train
     return {"model": model_name, "species": species, "backbone": m.backbone, "head": m.head,
-            "pretrained": m.pretrained, "image_size": params.data.image_size, "embedding_dim": t.embedding_dim,
+            "pretrained": m.pretrained, "image_size": params.image_size(model_name), "embedding_dim": t.embedding_dim,
             "dropout": t.dropout, "num_classes": num_classes, "epochs": m.epochs, "batch_size": t.batch_size,
             "lr": m.lr, "backbone_lr_mult": m.backbone_lr_mult, "weight_decay": t.weight_decay,
             "warmup_epochs": t.warmup_epochs, "eta_min": t.eta_min, "arcface_s": t.arcface_s,
@@ -156,7 +156,7 @@ def build(params: StudyParams, model_name: str, species: str, rt: runtime.Runtim
     splits = data.load_splits(params, species)
     train_idx, val_idx = splits["train"], splits["val"]
     fingerprint = data.splits_fingerprint(params, splits, ("train", "val"))
-    size = params.data.image_size
+    size = params.image_size(model_name)
 
     embedder = create_embedder(mp.backbone, size, tp.embedding_dim, mp.head, mp.pretrained, tp.dropout)
     model = PetFaceModel(embedder, len(train_idx.identities), s=tp.arcface_s, m=0.0,

@@ -245,3 +245,12 @@ def test_cached_tables_render_exactly_like_fresh_ones(tmp_path):
         assert compare_report.to_markdown(again[label], list(block), block) == compare_report.to_markdown(t, list(block), block)
         assert compare.takeaways(again[label], block, RULES) == compare.takeaways(t, block, RULES)
     assert compare_report.headline(metrics, again) == compare_report.headline(metrics, tables)
+
+
+def test_interleaved_timing_feeds_each_model_its_own_input_size():
+    from petlib.latency import interleaved
+
+    seen = {"a": set(), "b": set()}
+    xs = {"a": np.zeros((1, 3, 48, 48)), "b": np.zeros((1, 3, 96, 96))}
+    interleaved({n: (lambda x, n=n: seen[n].add(x.shape[-1])) for n in seen}, xs, rounds=2, warmup=1)
+    assert seen == {"a": {48}, "b": {96}}

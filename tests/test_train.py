@@ -268,3 +268,24 @@ def test_the_plateau_rule_by_hand():
     tie = plateau(hist({7: 0.5, 9: 0.6, 12: 0.6}, n=12))  # 2/3 of 12 = 8: epochs 7 and 9 tie, the earlier wins
     assert tie["from_epoch"] == 7 and tie["best_gain"] == pytest.approx(0.1)
     assert plateau(hist({12: 0.9})) is None
+
+
+@pytest.mark.timeout(900)
+def test_a_model_trains_and_is_evaluated_at_its_own_input_size(params, tmp_path):
+    """models[].image_size overrides data.image_size for that model: the embedder is built for it, the
+    run records it (evaluation and export read it from there), the stage keys it; below 32 px is an error."""
+    from petlib import stages
+    from petlib.config import ParamsError
+
+    p = params("models.mnv3.image_size=48")
+    assert (p.data.image_size, p.image_size("mnv3")) == (64, 48)
+    r = train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None)
+    run = rundir.RunDir(r.out_dir)
+    assert run.config()["image_size"] == 48
+    emb = run.load_embedder("cpu").eval()
+    with torch.no_grad():
+        assert emb(torch.zeros(2, 3, 48, 48)).shape == (2, 128)
+    assert stages.train_check(p, "mnv3", "cat").params["model.image_size"] == 48
+    assert stages.train_check(params(), "mnv3", "cat").reasons() != []  # another size: another training
+    with pytest.raises(ParamsError, match=r"models\[mnv3\].image_size must be at least 32"):
+        params("models.mnv3.image_size=16")

@@ -123,8 +123,11 @@ class ModelParams:
     backbone_lr_mult: float = 0.1  # the backbone's LR as a multiple of lr
     epochs: int = 40  # training epochs
     species: list[str] = field(default_factory=list)  # the species it trains on; empty: every data.species
+    image_size: int | None = None  # px this model sees (a backbone's last map should be >= 3x3); null: data.image_size
 
     def validate(self, where: str) -> None:
+        if self.image_size is not None and self.image_size < 32:
+            raise ParamsError(f"{where}: models[{self.name}].image_size must be at least 32, got {self.image_size}")
         if self.head not in ("gdconv", "mlp"):
             raise ParamsError(f"{where}: models[{self.name}].head must be 'gdconv' or 'mlp', got {self.head!r}")
         if self.epochs < 1:
@@ -228,6 +231,10 @@ class StudyParams:
     def train_seed(self, repeat: int = 0) -> int:
         """Repeat r trains with the study seed plus r; the data split and the pairs keep the study seed."""
         return self.seed + repeat
+
+    def image_size(self, name: str) -> int:
+        """The input size model `name` trains and is evaluated at: its own, else data.image_size."""
+        return self.model(name).image_size or self.data.image_size
 
     def model(self, name: str) -> ModelParams:
         for m in self.models:

@@ -25,6 +25,7 @@ from ..constants import DEGRADATIONS
 from . import paired
 from .pairs import sample_pairs
 from .resample import build_sample, figures
+from .spec import compared
 from .triplets import triplet_items
 
 # how far each degradation moves an embedding, relative to the image noise (any spread of sizes will do)
@@ -93,11 +94,9 @@ def model_sample(ts: TestSet, null: Null, scale: float, rng, pairs: np.ndarray, 
 
 
 def row_names(sample: dict, clusters: bool) -> list[str]:
-    """04_compare's resampled rows that this sample measures (`compare.ROW_SPECS`)."""
-    from ..compare import RESAMPLED, ROW_SPECS
-
+    """04_compare's resampled rows (`spec.compared`) that this sample measures."""
     have = figures(sample, np.ones(len(sample["uniq"]), np.int64), clusters)
-    return [s.name for s in ROW_SPECS if s.interval in RESAMPLED and s.name in have]
+    return [s.name for s in compared() if s.name in have]
 
 
 def truth_curve(null: Null, names: list[str], scales: np.ndarray, n_truth: int, seed: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CLUSTER_DRAWS = 200  # bootstrap draws that recompute clustering (a k-means costs 20x all the other figures)
+RESAMPLED = frozenset({"identities", "clusters", "images"})  # intervals from resampling test identities
 
 # How a figure's 95% interval is computed (the `interval` of a spec).
 INTERVALS_DOC = {
@@ -73,3 +74,8 @@ def specs(section: str | None = None) -> list[MetricSpec]:
     """The declared metrics (of one section), in 04_compare's row order."""
     ordered = sorted(_DECLARED, key=lambda s: SECTION_ORDER.index(s.section))  # stable: declaration order within
     return [s for s in ordered if section is None or s.section == section]
+
+
+def compared() -> list[MetricSpec]:
+    """04_compare's rows that the paired identity draws test (a category, a resampled interval)."""
+    return [s for s in specs() if s.category and s.interval in RESAMPLED]
