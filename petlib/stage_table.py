@@ -114,6 +114,9 @@ def report_inputs(task: Task, params: StudyParams, checks: list[stages.Check]) -
         inputs["files"].update(d["files"])
         if "software" in d:
             inputs["software"] = d["software"]
+    if task.notebook == "05_export":  # its model card reads the evaluation: a new one re-renders the card
+        m, sp = task.parameters["model"], task.parameters["species"]
+        inputs["files"]["metrics"] = stages.file_digest(Layout(params).eval_dir(m, sp) / "metrics.json")
     if task.notebook == "06_inference":
         m, sp = params.pick_run()
         inputs["params"]["seed"] = params.seed

@@ -260,3 +260,44 @@ def test_cli_export(trained_ci, tmp_path, capsys):
     assert "ONNX fp32" in out and (tmp_path / "pet_embedder.onnx").is_file()
     assert main(["export", str(tmp_path), "--formats", "onnx"]) == 2
     assert "config.json: missing" in capsys.readouterr().err
+
+
+def test_model_card_carries_what_metrics_json_and_export_json_say(exported, trained_ci):
+    """MODEL_CARD.md beside the export: the model card's sections, every figure with its interval from
+    metrics.json, every shipped file and size from export.json, the thresholds by FAR, INT8's equivalence
+    verdict and the limits of the embedded study; an edited metrics.json shows in the next card."""
+    import json
+
+    from petlib import evaluate
+    from petlib.export import model_card
+    from petlib.layout import Layout
+    from petlib.schema import fmt
+
+    m = evaluate.evaluate_run(trained_ci, "mnv3", "cat", progress=False)
+    path = model_card.write(trained_ci, "mnv3", "cat", exported)
+    text = path.read_text()
+    assert path.parent == Layout(trained_ci).export_dir("mnv3", "cat")
+    for section in ("Model details", "Intended use", "Out-of-scope use", "Training data", "Evaluation data",
+                    "Test figures", "Recommended thresholds", "INT8", "Training variance", "Limitations",
+                    "How to load each format"):
+        assert f"\n## {section}" in text, section
+    r1, ci = m["retrieval"]["recall@1"], m["ci95"]["retrieval.recall@1"]
+    assert f"| Recall@1 | {fmt(r1, ci)} |" in text and f"{r1:.4g}" in text
+    assert f"| EER | {fmt(m['ranking']['eer'], m['ci95']['ranking.eer'])} |" in text
+    assert f"Parameters: {m['efficiency']['params']:,}" in text
+    for r in exported["rows"]:
+        if r["role"] == "shipped" and r["status"] in ("ok", "spec checked"):
+            assert f"`{r['file']}` ({r['bytes']:,} bytes)" in text and f"- {r['label']}: " in text
+    for far, t in m["deployment"]["thresholds"].items():
+        assert f"| {far} | {t['threshold']:.4f} |" in text if t["threshold"] is not None else f"| {far} | — " in text
+    assert f"**{exported['int8_search']['test']['recall_change']['equivalence']}**" in text
+    assert "synthetic faces" in text and "from scratch" in text and f"input {m['efficiency']['image_size']} x" in text
+    f = Layout(trained_ci).eval_dir("mnv3", "cat") / "metrics.json"
+    original = f.read_text()
+    edited = json.loads(original)
+    edited["retrieval"]["recall@1"] = 0.123456
+    f.write_text(json.dumps(edited))
+    try:
+        assert "| Recall@1 | 0.1235 [" in model_card.card(trained_ci, "mnv3", "cat", exported)
+    finally:
+        f.write_text(original)
