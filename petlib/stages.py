@@ -86,8 +86,8 @@ _TRAIN = ("batch_size", "weight_decay", "warmup_epochs", "eta_min", "arcface_s",
           "label_smoothing", "grad_clip", "dropout", "embedding_dim", "val_every", "max_steps_per_epoch", "partial_fc")
 PARAMS = {
     "data": ("seed", "data.source", "data.benchmark", "data.lookalike_column", "data.species", "data.synth.n_identities",
-             "data.synth.image_size", "data.synth.seed", "data.synth.lookalike_family", "data.min_images",
-             "data.split_ratios", "data.max_pixels", "data.duplicates"),
+             "data.synth.n_test_identities", "data.synth.image_size", "data.synth.seed", "data.synth.lookalike_family",
+             "data.min_images", "data.split_ratios", "data.max_pixels", "data.duplicates"),
     "train": ("seed", "data.image_size", "data.n_pairs", *(f"train.{k}" for k in _TRAIN), "model.backbone",
               "model.image_size", "model.head", "model.lr", "model.backbone_lr_mult", "model.epochs"),
     "eval": ("seed", "eval.tta", "eval.n_rank_pairs", "eval.n_triplets", "eval.n_overfit", "eval.n_robustness",

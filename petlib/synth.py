@@ -291,7 +291,7 @@ class _Job:
     out: str
 
 
-def _identity_name(species: str, index: int) -> str:
+def identity_name(species: str, index: int) -> str:
     return f"{species}{index:06d}"
 
 
@@ -300,7 +300,7 @@ def _work(job: _Job) -> int:
     n = 0
     for i in range(job.start, job.stop):
         t = identity_traits(job.species, i, job.seed, job.family)
-        d = Path(job.out) / _identity_name(job.species, i)
+        d = Path(job.out) / identity_name(job.species, i)
         d.mkdir(parents=True, exist_ok=True)
         for k in range(images_per_identity(job.species, i, job.seed)):
             rng = np.random.default_rng([job.seed, SPECIES_CODE[job.species], i, k, 1])

@@ -296,7 +296,7 @@ def test_reid_topk_against_a_brute_force_loop():
 
 def test_published_design_figures_match_the_design_document():
     """Every design §9.2 figure in petlib/published.yaml equals the table in docs/design.md."""
-    from petlib.compare import published_figures
+    from petlib.compare_report import published_figures
 
     text = (REPO / "docs" / "design.md").read_text()
     table = text[text.index("### 9.2"):text.index("### 9.3")]
@@ -317,7 +317,7 @@ def test_published_design_figures_match_the_design_document():
 def test_published_petface_figures_are_the_authors_tables():
     """The per-family ArcFace figures the issue quotes, and every row against the reference tables
     (../shared/reference/published-figures.md, read from the authors' project page) where that copy is at hand."""
-    from petlib.compare import published_figures
+    from petlib.compare_report import published_figures
     from petlib.constants import PETFACE_FAMILIES
 
     figs = published_figures("petface")

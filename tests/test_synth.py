@@ -79,3 +79,27 @@ def test_a_change_to_the_drawing_code_redraws_the_set(tmp_path, monkeypatch):
     marker = (out / ".synth.json").stat().st_mtime_ns
     again = synth.generate(out, "cat", n_identities=2, image_size=32, workers=1, progress=False)
     assert again["code"] != first["code"] and (out / ".synth.json").stat().st_mtime_ns != marker
+
+
+def test_test_identities_of_their_own_are_the_test_split_alone(make_params, tmp_path):
+    """data.synth.n_test_identities > 0: that many more identities are drawn (identities 0..n-1 keep
+    their pixels) and make the whole test split; train and val split the n by the ratios' own shares."""
+    def prepared(name, *sets):
+        (tmp_path / name).mkdir()
+        p = make_params(tmp_path / name, "data.synth.n_identities=12", "data.synth.image_size=32", *sets)
+        data.prepare_species(p, "cat", progress=False)
+        return data.load_splits(p, "cat")
+
+    plain, held = prepared("plain"), prepared("held", "data.synth.n_test_identities=5")
+    assert held["test"].identities == [synth.identity_name("cat", i) for i in range(12, 17)]
+    assert set(held["train"].identities) | set(held["val"].identities) == {synth.identity_name("cat", i)
+                                                                           for i in range(12)}
+    assert len(held["val"].identities) == max(1, round(12 * 0.1 / 0.9))  # val's share of train + val
+
+    def pixels(idx, name):
+        return sorted(hashlib.sha1(q.read_bytes()).hexdigest() for q, lab in zip(idx.paths, idx.labels)
+                      if idx.identities[lab] == name)
+
+    name = plain["train"].identities[0]
+    where = next(s for s in ("train", "val") if name in held[s].identities)
+    assert pixels(plain["train"], name) == pixels(held[where], name), "the first n identities keep their pixels"

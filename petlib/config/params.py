@@ -15,7 +15,8 @@ class ParamsError(ValueError):
 @dataclass
 class SynthParams:
     """The embedded, procedurally generated data set (used when `data.source` is `synth`)."""
-    n_identities: int = 200  # identities per species
+    n_identities: int = 200  # identities per species, split train / val / test by data.split_ratios
+    n_test_identities: int = 0  # > 0: this many more, drawn apart, are the test split alone (size it by power)
     image_size: int = 112  # px the faces are drawn at (the transforms resize to data.image_size)
     seed: int = 0  # the generator's seed (not the study's)
     lookalike_family: int = 4  # identities i // this share fur colour and pattern (look-alikes)

@@ -42,13 +42,17 @@ def _assign(params, index: IdentityIndex, listing: Listing, together: dict[str, 
     if listing.split_of is not None:
         return {p: listing.split_of[p] for p in index.paths}
     d = params.data
-    if not d.identity_lists:
-        heads = sorted(set(together.values()))
-        drawn = split_identities(heads, d.split_ratios, seed=params.seed)
-        where = {h: s for s, hs in drawn.items() for h in hs}
-        names = {s: sorted(n for n in index.identities if where[together[n]] == s) for s in drawn}
-        return by_identity(index, names)
     val_frac = d.split_ratios[1] / (d.split_ratios[0] + d.split_ratios[1])
+    if not d.identity_lists:
+        held = listing.test_identities
+        ratios = (1 - val_frac, val_frac, 0.0) if held else d.split_ratios  # held out: the test split alone
+        heads = sorted({together[n] for n in index.identities if n not in held})
+        drawn = split_identities(heads, ratios, seed=params.seed)
+        where = {h: s for s, hs in drawn.items() for h in hs}
+        names = {s: sorted(n for n in index.identities if n not in held and where[together[n]] == s) for s in drawn}
+        if held:
+            names["test"] = sorted(n for n in index.identities if n in held)
+        return by_identity(index, names)
     names, skipped = identity_splits(d.identity_lists, index.identities, val_frac, params.seed)
     index.skipped += skipped
     return by_identity(index, names)

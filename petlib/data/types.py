@@ -17,6 +17,7 @@ class Listing:
     split_of: dict[Path, str] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     protocol: dict | None = None
+    test_identities: frozenset[str] = frozenset()  # held out by the source for the test split alone
 
 
 @dataclass

@@ -3,6 +3,7 @@ identities i // synth.lookalike_family share fur colour and pattern (the look-al
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,19 @@ from .base import Source
 
 
 def _tag(s) -> str:
-    return f"synth-n{s.n_identities}-px{s.image_size}-s{s.seed}-f{s.lookalike_family}"
+    return f"synth-n{s.n_identities}-px{s.image_size}-s{s.seed}-f{s.lookalike_family}" + \
+        (f"-t{s.n_test_identities}" if s.n_test_identities else "")
 
 
 def _list(p, species: str, root: Path, progress: bool):
+    """Identities 0..n-1 as before; the n_test_identities after them (each drawn from its own seed, so
+    the first n are the same pixels either way) are held out for the test split."""
     s = p.data.synth
-    synth.generate(root, species, n_identities=s.n_identities, image_size=s.image_size, seed=s.seed,
-                   family=s.lookalike_family, progress=progress)
-    return list_identity_folders(root)
+    synth.generate(root, species, n_identities=s.n_identities + s.n_test_identities, image_size=s.image_size,
+                   seed=s.seed, family=s.lookalike_family, progress=progress)
+    listing = list_identity_folders(root)
+    held = {synth.identity_name(species, i) for i in range(s.n_identities, s.n_identities + s.n_test_identities)}
+    return replace(listing, test_identities=frozenset(held))
 
 
 def _families(p, species: str, identities: list[str]):
