@@ -148,7 +148,7 @@ def test_a_killed_study_leaves_finished_work_and_the_next_run_continues(finished
     logs = _run(folder, repo, notebooks=short, **change)
     line = _line(logs, "02_train-mnv3-cat")
     assert "train mnv3-cat" not in line, f"the finished training was not redone: {line}"
-    assert "train.max_steps_per_epoch 3 -> 2" in _line(logs, "02_train-b-cat"), logs
+    assert "running" in _line(logs, "02_train-b-cat"), logs  # the other training runs now
     assert _mtimes(folder, "outputs/ci/runs/mnv3-cat/*") == kept
     assert json.loads((folder / "outputs/ci/runs/b-cat/stage.json").read_text())["state"] == "finished"
     assert "3/3 ok" in logs[-1]
