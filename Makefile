@@ -48,12 +48,9 @@ study-full: $(VENV)/.core
 	$(VENV)/bin/petface study params/synthetic-full.yaml
 
 # Everything: the unit tests, the slow ones (training, studies, scripts), the export converters, the browser.
-# Two pytest workers (a test file stays on one, so its module fixtures run once): much of the suite waits
-# on notebook kernels and subprocesses, so two share the 2 cores well. TEST_WORKERS=0 runs it in one process.
-TEST_WORKERS ?= 2
 test: $(VENV)/.dev chromium
 	$(VENV)/bin/ruff check petlib tests benchmarks
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=12
+	$(PY) -m pytest --durations=12
 
 # The unit tests only (metrics, config, losses, models, data, layers): about a minute on 2 cores.
 test-fast: $(VENV)/.dev

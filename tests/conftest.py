@@ -5,15 +5,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-# Test files that share a session fixture run on one pytest-xdist worker (`make test` runs two, with
-# --dist loadgroup), so the fixture is built once; every other file is a group of its own.
-SHARED = {"test_incremental.py": "finished-study", "test_lab.py": "finished-study"}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(SHARED.get(item.path.name, item.path.name)))
 
 
 @pytest.fixture(scope="session")
