@@ -132,14 +132,9 @@ def simulate_once(null: Null, i: int, n_boot: int, methods: tuple[str, ...], clu
     worse = {"a": 1.0, "b": null.effect}
     samples = {side: [model_sample(ts, null, s * worse[side], rng, pairs) for s in sc] for side, sc in scales.items()}
     names = row_names(samples["a"][0], clusters)
-    draws = paired.paired_draws(samples["a"], samples["b"], names, n_boot, [seed, i, 1],
-                                cluster_draws if clusters else 0)
-    va, vb = paired.model_values(samples["a"]), paired.model_values(samples["b"])
-    observed = {k: va[k] - vb[k] for k in names}
-    extra = paired.training_variance(samples["a"], samples["b"], names)
-    df = null.n_ids - 1
-    return {"names": names, "scales": scales,
-            "tests": {m: paired.holm(names, observed, draws, 0.05, m, df, extra) for m in methods}}
+    tests = paired.compare_models(samples["a"], samples["b"], names, n_boot, [seed, i, 1], methods=methods,
+                                  cluster_draws=cluster_draws if clusters else 0)
+    return {"names": names, "scales": scales, "tests": tests}
 
 
 def summarise(runs: list[dict], target: np.ndarray | None) -> dict:

@@ -163,9 +163,10 @@ def holm(names: list[str], observed: dict[str, float], draws: np.ndarray, alpha:
 
 
 def compare_models(samples_a: list[dict], samples_b: list[dict], names: list[str], n: int = 200, seed: int = 0,
-                   alpha: float = 0.05, methods: tuple[str, ...] = ("student",)) -> dict[str, list[RowTest]]:
+                   alpha: float = 0.05, methods: tuple[str, ...] = ("student",),
+                   cluster_draws: int = CLUSTER_DRAWS) -> dict[str, list[RowTest]]:
     """Every row of `names` tested A against B (see the module docstring), by each method on the same draws."""
-    draws = paired_draws(samples_a, samples_b, names, n, seed)
+    draws = paired_draws(samples_a, samples_b, names, n, seed, cluster_draws)
     va, vb = model_values(samples_a), model_values(samples_b)
     observed = {k: va.get(k, math.nan) - vb.get(k, math.nan) for k in names}
     df = len(samples_a[0]["uniq"]) - 1
