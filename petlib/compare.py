@@ -122,14 +122,18 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
                      "direction": "higher" if spec.higher else "lower"})
         if pair:
             tests.setdefault(pair, []).append(i)
-    names, observed, columns, extra = [], {}, [], {}
+    names, observed, columns, extra, dfs = [], {}, [], {}, {}
+    df = min(int(m.get("n_identities") or 0) for m in metrics.values()) - 1
+    df = df if df > 0 else None
     for (a, b), idx in tests.items():
         resampled = [i for i in idx if ROW_SPECS[i].interval != "timing"]
         if resampled:
             row_names = [ROW_SPECS[i].name for i in resampled]
             columns.append(_m.paired_draws(samples[a], samples[b], row_names, n_boot, seed))
-            seeds = _m.training_variance(samples[a], samples[b], row_names)
-            extra.update({str(i): seeds[ROW_SPECS[i].name] for i in resampled})
+            terms = _m.training_terms(samples[a], samples[b], row_names)
+            row_df = _m.row_df(columns[-1], row_names, df, terms)
+            extra.update({str(i): sum(v for v, _ in terms[ROW_SPECS[i].name]) for i in resampled})
+            dfs.update({str(i): row_df[ROW_SPECS[i].name] for i in resampled})
         for i in resampled:
             names.append(i)
             observed[i] = means[a].get(ROW_SPECS[i].name, math.nan) - means[b].get(ROW_SPECS[i].name, math.nan)
@@ -137,11 +141,11 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
             columns.append(_m.latency_draws(timings[a], timings[b], n_boot, seed)[:, None])
             names.append(i)
             observed[i] = rows[i][a] - rows[i][b]
+            dfs[str(i)] = min(len(timings[a]), len(timings[b])) - 1  # the draws resample rounds
     if names:
-        df = min(int(m.get("n_identities") or 0) for m in metrics.values()) - 1
         results = _m.holm([str(i) for i in names], {str(i): observed[i] for i in names},
                           pd.concat([pd.DataFrame(c) for c in columns], axis=1).to_numpy(), alpha,
-                          df=df if df > 0 else None, extra=extra)
+                          df=dfs, extra=extra)
         pair_of = {i: pair for pair, idx in tests.items() for i in idx}
         for i, t in zip(names, results):
             a, b = pair_of[i]

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from petlib import compare, metrics
 from petlib.metrics import paired, resample, simulate
@@ -26,8 +27,9 @@ def _seeds(n_seeds: int, noise: float = 1.0, n_ids: int = 40, spread: float = 0.
 def test_seed_variance_is_s_squared_over_s_by_hand():
     a = _seeds(3)
     per = [metrics.figures(s, np.ones(len(s["uniq"]), np.int64))["retrieval.recall@1"] for s in a]
-    assert paired.seed_variance(a, ["retrieval.recall@1"])["retrieval.recall@1"] == pytest.approx(np.var(per, ddof=1) / 3)
-    assert math.isnan(paired.seed_variance(a[:1], ["retrieval.recall@1"])["retrieval.recall@1"])
+    var, df = paired.seed_terms(a, ["retrieval.recall@1"])["retrieval.recall@1"]
+    assert var == pytest.approx(np.var(per, ddof=1) / 3) and df == 2
+    assert math.isnan(paired.seed_terms(a[:1], ["retrieval.recall@1"])["retrieval.recall@1"][0])
 
 
 def test_a_recipe_row_counts_both_sides_seed_variance_and_a_single_training_says_so():
@@ -39,11 +41,38 @@ def test_a_recipe_row_counts_both_sides_seed_variance_and_a_single_training_says
     draws = paired.paired_draws(a, b, names, 100, 0)
     test_only = paired.holm(names, {names[0]: with_seeds.difference}, draws, df=39)[0]
     width = lambda r: r.ci95[1] - r.ci95[0]  # noqa: E731
-    assert width(with_seeds) == pytest.approx(width(test_only) * math.sqrt(1 + extra / draws[:, 0].var(ddof=1)))
+    boot = draws[:, 0].var(ddof=1)
+    (va, _), (vb, _) = (paired.seed_terms(s, names)[names[0]] for s in (a, b))
+    df = (boot + va + vb) ** 2 / (boot ** 2 / 39 + va ** 2 / 2 + vb ** 2 / 2)  # Satterthwaite, by hand
+    by_hand = 2 * stats.t.ppf(0.975, df) * math.sqrt(boot + extra)
+    assert width(with_seeds) == pytest.approx(by_hand)
+    assert width(test_only) == pytest.approx(2 * stats.t.ppf(0.975, 39) * math.sqrt(boot))
     # one training on one side: no seed term, and the note says the row compares trained models
     assert not paired.recipe_level(a, b[:1]) and paired.training_variance(a, b[:1], names)[names[0]] == 0
     called = paired.RowTest("x", 0.1, [0.05, 0.15], [0.05, 0.15], 0.95, 0.001, True, True)
     assert "trained models compared, not recipes: mfn trained once" in compare._why(called, False, ["mfn"])
+
+
+def _seed_row_coverage(df_rule, sims: int = 2000, seeds: int = 3) -> float:
+    """Coverage of a recipe row's 95% interval when three seeds a side hold most of its variance: the
+    true difference is 0; each side's seeds scatter by 0.04 around it, the test set adds 0.01 to both."""
+    rng, hits = np.random.default_rng(5), 0
+    for _ in range(sims):
+        a, b = rng.normal(0, 0.04, seeds), rng.normal(0, 0.04, seeds)
+        observed = a.mean() - b.mean() + rng.normal(0, 0.01)
+        draws = rng.normal(observed, 0.01, (200, 1))
+        terms = {"x": [(a.var(ddof=1) / seeds, seeds - 1), (b.var(ddof=1) / seeds, seeds - 1)]}
+        row = paired.holm(["x"], {"x": observed}, draws, df=df_rule(draws, terms),
+                          extra={"x": sum(v for v, _ in terms["x"])})[0]
+        hits += row.ci95[0] <= 0 <= row.ci95[1]
+    return hits / sims
+
+
+def test_a_few_seeds_give_the_interval_satterthwaites_degrees_of_freedom_and_it_covers():
+    assert 0.93 <= _seed_row_coverage(lambda draws, terms: paired.row_df(draws, ["x"], 79, terms)) <= 0.97
+    assert _seed_row_coverage(lambda draws, terms: 79) < 0.92  # the test identities' df alone: too narrow
+    assert paired.row_df(np.zeros((5, 1)) + np.arange(5)[:, None], ["x"], 79, {"x": []}) == {"x": 79}
+    assert paired.satterthwaite([(1.0, 10), (1.0, 10)]) == pytest.approx(20)
 
 
 def test_robustness_is_resampled_by_the_identity_of_each_degraded_image():

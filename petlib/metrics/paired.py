@@ -7,12 +7,14 @@ difference. Training variance is a random-effects term, not a resample of 2-3 se
 it by (S - 1)/S): where both models have at least two repeats, the difference's variance is the draws'
 plus s_A^2/S_A + s_B^2/S_B (s: the sample sd of the figure across a model's repeats), and the row is a
 comparison of the two recipes; where either has one, the row compares the trained models and says so
-(`recipe_level`). A row's two-sided p-value compares the observed difference with that standard error
-(Student's t with the test identities less one degrees of freedom); rows are taken in order of p and row
-i of m (from 0) is called different when its interval at level 1 - alpha / (m - i) excludes zero and
-every row before it was called (Holm 1979), which bounds the chance of any false call in a block by
-alpha. (The percentile bootstrap's tails need thousands of draws at Holm's first levels: at B = 2,000 they
-call about as often as this rule, at 200 they called 9% of blocks; benchmarks/error_rates.py.)
+(`recipe_level`). A row's two-sided p-value compares the observed difference with that standard error,
+by Student's t with the test identities less one degrees of freedom, or, for a recipe row, with
+Satterthwaite's (s^2/S rests on S - 1 of them, so three seeds widen the interval more than their variance
+alone says). Rows are taken in order of p and row i of m (from 0) is called different when its interval
+at level 1 - alpha / (m - i) excludes zero and every row before it was called (Holm 1979), which bounds
+the chance of any false call in a block by alpha. (The percentile bootstrap's tails need thousands of
+draws at Holm's first levels: at B = 2,000 they call about as often as this rule, at 200 they called 9%
+of blocks; benchmarks/error_rates.py.)
 """
 from __future__ import annotations
 
@@ -69,14 +71,15 @@ def recipe_level(samples_a: list[dict], samples_b: list[dict]) -> bool:
     return len(samples_a) >= 2 and len(samples_b) >= 2
 
 
-def seed_variance(samples: list[dict], names: list[str]) -> dict[str, float]:
-    """s^2 / S per figure: the variance of the mean over S training repeats (NaN with one repeat)."""
+def seed_terms(samples: list[dict], names: list[str]) -> dict[str, tuple[float, int]]:
+    """(s^2 / S, S - 1) per figure: the variance of the mean over the S repeats that measure it, and the
+    degrees of freedom it rests on (NaN, 0 with one repeat)."""
     per = [figures(s, np.ones(len(s["uniq"]), np.int64)) for s in samples]
     out = {}
     for k in names:
         v = np.array([f.get(k, math.nan) for f in per], float)
         v = v[~np.isnan(v)]
-        out[k] = float(v.var(ddof=1) / len(v)) if len(v) > 1 else math.nan
+        out[k] = (float(v.var(ddof=1) / len(v)), len(v) - 1) if len(v) > 1 else (math.nan, 0)
     return out
 
 
@@ -98,12 +101,30 @@ def paired_draws(samples_a: list[dict], samples_b: list[dict], names: list[str],
     return widen_clustering(out, names, n_id)
 
 
-def _reference(method: str, df: int | None):
-    """The distribution of difference / bootstrap standard error: Student's t with the test identities
-    less one degrees of freedom (`student`, the rule's), or the normal (`normal`)."""
+def _reference(method: str, df: float | None):
+    """The distribution of difference / standard error: Student's t with `df` degrees of freedom
+    (`student`, the rule's), or the normal (`normal`)."""
     from scipy.stats import norm, t
 
-    return t(df) if method == "student" and df else norm
+    return t(df) if method == "student" and df and math.isfinite(df) else norm
+
+
+def satterthwaite(parts: list[tuple[float, float]]) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of variance estimates, each (variance, its df)."""
+    parts = [(v, d) for v, d in parts if v > 0 and d > 0 and not math.isnan(v)]
+    denom = sum(v * v / d for v, d in parts)
+    return sum(v for v, _ in parts) ** 2 / denom if denom else math.inf
+
+
+def row_df(draws: np.ndarray, names: list[str], df: int | None, terms: dict[str, list[tuple[float, float]]]) -> dict:
+    """Each row's degrees of freedom: the draws' variance (on `df`, the test identities less one) plus its
+    seed terms (`training_terms`), by `satterthwaite`; `df` unchanged for a row without seed terms."""
+    out = {}
+    for i, k in enumerate(names):
+        d = draws[:, i][~np.isnan(draws[:, i])]
+        seeds = [p for p in terms.get(k, []) if p[0] > 0]
+        out[k] = satterthwaite([(float(d.var(ddof=1)), df or math.inf)] + seeds) if seeds and len(d) > 1 else df
+    return out
 
 
 def _widened(d: np.ndarray, extra: float) -> np.ndarray:
@@ -141,12 +162,13 @@ def _interval(d: np.ndarray, observed: float, level: float, method: str, df: int
 
 
 def holm(names: list[str], observed: dict[str, float], draws: np.ndarray, alpha: float = 0.05,
-         method: str = "student", df: int | None = None, extra: dict[str, float] | None = None) -> list[RowTest]:
+         method: str = "student", df: int | dict | None = None, extra: dict[str, float] | None = None) -> list[RowTest]:
     """Holm's step-down over the rows (see the module docstring); rows without a measurable draw are
-    never called but count in m. `df`: the test identities less one (for `student`); `extra`: each row's
-    training-variance term (recipe-level rows)."""
+    never called but count in m. `df` (for `student`): the test identities less one, or each row's
+    (`row_df`); `extra`: each row's training-variance term (recipe-level rows)."""
     extra = extra or {}
-    p = [p_value(draws[:, i], observed[names[i]], method, df, extra.get(names[i], 0.0)) for i in range(len(names))]
+    dfs = df if isinstance(df, dict) else {k: df for k in names}
+    p = [p_value(draws[:, i], observed[k], method, dfs[k], extra.get(k, 0.0)) for i, k in enumerate(names)]
     order = sorted(range(len(names)), key=lambda i: (math.isnan(p[i]), p[i]))
     m, still = len(names), True
     tests = {}
@@ -154,11 +176,12 @@ def holm(names: list[str], observed: dict[str, float], draws: np.ndarray, alpha:
         level = 1 - alpha / (m - rank)
         obs = observed[names[i]]
         e = extra.get(names[i], 0.0)
-        adj = _interval(draws[:, i], obs, level, method, df, e)
+        d = dfs[names[i]]
+        adj = _interval(draws[:, i], obs, level, method, d, e)
         excludes = not math.isnan(adj[0]) and (adj[0] > 0 or adj[1] < 0)
         still = still and excludes
-        tests[i] = RowTest(names[i], obs, _interval(draws[:, i], obs, 0.95, method, df, e), adj, level, p[i], still,
-                           excludes, minimum_detectable(draws[:, i], level, method, df, e))
+        tests[i] = RowTest(names[i], obs, _interval(draws[:, i], obs, 0.95, method, d, e), adj, level, p[i], still,
+                           excludes, minimum_detectable(draws[:, i], level, method, d, e))
     return [tests[i] for i in range(len(names))]
 
 
@@ -169,17 +192,23 @@ def compare_models(samples_a: list[dict], samples_b: list[dict], names: list[str
     draws = paired_draws(samples_a, samples_b, names, n, seed, cluster_draws)
     va, vb = model_values(samples_a), model_values(samples_b)
     observed = {k: va.get(k, math.nan) - vb.get(k, math.nan) for k in names}
-    df = len(samples_a[0]["uniq"]) - 1
-    extra = training_variance(samples_a, samples_b, names)
-    return {m: holm(names, observed, draws, alpha, m, df, extra) for m in methods}
+    terms = training_terms(samples_a, samples_b, names)
+    extra = {k: sum(v for v, _ in terms[k]) for k in names}
+    dfs = row_df(draws, names, len(samples_a[0]["uniq"]) - 1, terms)
+    return {m: holm(names, observed, draws, alpha, m, dfs, extra) for m in methods}
+
+
+def training_terms(samples_a: list[dict], samples_b: list[dict], names: list[str]) -> dict[str, list[tuple[float, float]]]:
+    """Each row's seed terms [(s_A^2/S_A, S_A - 1), (s_B^2/S_B, S_B - 1)] when the rows are recipe-level, else []."""
+    if not recipe_level(samples_a, samples_b):
+        return {k: [] for k in names}
+    ta, tb = seed_terms(samples_a, names), seed_terms(samples_b, names)
+    return {k: [t for t in (ta[k], tb[k]) if not math.isnan(t[0])] for k in names}
 
 
 def training_variance(samples_a: list[dict], samples_b: list[dict], names: list[str]) -> dict[str, float]:
     """Each row's random-effects term s_A^2/S_A + s_B^2/S_B when the rows are recipe-level, else 0."""
-    if not recipe_level(samples_a, samples_b):
-        return {k: 0.0 for k in names}
-    va, vb = seed_variance(samples_a, names), seed_variance(samples_b, names)
-    return {k: va[k] + vb[k] for k in names}
+    return {k: sum(v for v, _ in t) for k, t in training_terms(samples_a, samples_b, names).items()}
 
 
 def latency_draws(times_a: np.ndarray, times_b: np.ndarray, n: int, seed) -> np.ndarray:
