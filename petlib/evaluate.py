@@ -110,7 +110,7 @@ def headline_metrics(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, par
     m = {"retrieval": metrics.retrieval(emb, labels), "ranking": metrics.pair_ranking(scores, pairs[:, 2]),
          "verification": metrics.best_threshold(scores, pairs[:, 2]),
          "open_set": metrics.open_set(emb, labels, params.eval.gallery_frac, params.seed),
-         "clustering": metrics.clustering(emb, labels, seed=params.seed)}
+         "clustering": metrics.clustering(emb, labels, seed=params.seed, identities=params.eval.cluster_identities)}
     return _pick(m)
 
 
@@ -148,7 +148,7 @@ def _repeats(params: StudyParams, model: str, species: str, test, pairs, first: 
         tri = metrics.triplet_items(emb, test.labels, ev.n_triplets, params.seed)
         _, drops, rb_labels = _robustness(embedder, test, emb, ev.n_robustness, params.seed, run.config()["image_size"], kw)
         samples.append(metrics.build_sample(emb, test.labels, pairs, ev.gallery_frac, params.seed, tri, drops,
-                                            robustness_labels=rb_labels))
+                                            robustness_labels=rb_labels, cluster_identities=ev.cluster_identities))
     return rows, samples
 
 
@@ -184,7 +184,7 @@ def _evaluate(params: StudyParams, model: str, species: str, out: Path, progress
         pq = metrics.leave_one_out(emb, labels)
         ret = metrics.retrieval_figures(pq)
     with stages("clustering"):
-        clu = metrics.clustering(emb, labels, seed=seed)
+        clu = metrics.clustering(emb, labels, seed=seed, identities=ev.cluster_identities)
     with stages("ranking"):
         pairs = metrics.sample_pairs(labels, ev.n_rank_pairs, seed)
         scores = metrics.pair_scores(emb, pairs)
@@ -201,7 +201,7 @@ def _evaluate(params: StudyParams, model: str, species: str, out: Path, progress
         os_scores = metrics.open_set_scores(emb, labels, metrics.open_set_split(labels, seed, ev.gallery_frac))
         opn = metrics.open_set(emb, labels, ev.gallery_frac, seed)
         sample = metrics.build_sample(emb, labels, pairs, ev.gallery_frac, seed, tri_items, drops, pq, os_scores,
-                                      rb_labels)
+                                      rb_labels, ev.cluster_identities)
         ci = {**metrics.intervals(sample, ev.n_bootstrap, seed), **metrics.overfitting_intervals(*ovf_q, ev.n_bootstrap, seed)}
     with stages("figure data"):
         fpr, tpr, _ = metrics.roc(scores, pairs[:, 2])

@@ -405,3 +405,22 @@ def test_overfitting_intervals_contain_the_figures_and_resample_each_split():
         lo, hi = ci[f"overfitting.{k}"]
         assert lo <= fig[k] <= hi and hi > lo, k
     assert fig["gap"] > 0 and ci["overfitting.gap"][0] > 0, "the low-noise train split is easier: a real gap"
+
+
+def test_clustering_of_a_subset_clusters_exactly_those_identities_and_the_resample_knows_it():
+    """`eval.cluster_identities`: k-means on the images of that many identities drawn by the seed; the
+    resample data keeps those images only, and its clustering draws widen by their count, not all ids'."""
+    from petlib.metrics import resample
+
+    emb, labels = _emb(30, per=(2, 5), noise=0.5, seed=3)
+    keep = metrics.cluster_subset(labels, 10, seed=4)
+    assert len(np.unique(labels[keep])) == 10 and set(np.flatnonzero(keep)) == set(np.flatnonzero(np.isin(labels, labels[keep])))
+    assert (metrics.cluster_subset(labels, 10, seed=4) == keep).all() and metrics.cluster_subset(labels, None).all()
+    got = metrics.clustering(emb, labels, seed=4, identities=10)
+    assert got == metrics.clustering(emb[keep], labels[keep], seed=4) and got["k"] == 10
+    pairs = metrics.sample_pairs(labels, 200, seed=1)
+    s = metrics.build_sample(emb, labels, pairs, 0.5, 4, cluster_identities=10)
+    f = metrics.figures(s, np.ones(30, np.int64))
+    assert f["clustering.nmi"] == pytest.approx(got["nmi"])
+    assert f["retrieval.recall@1"] == metrics.retrieval(emb, labels)["recall@1"]
+    assert resample.clustered_identities(s) == 10 and len(s["uniq"]) == 30

@@ -145,7 +145,13 @@ class EvalParams:
     n_robustness: int = 1000  # test images degraded for robustness
     n_bootstrap: int = 200  # bootstrap draws per interval
     gallery_frac: float = 0.5  # share of test identities enrolled for open set
+    cluster_identities: int | None = None  # test identities clustered (drawn once by the seed); null: all
     compare: list[str] = field(default_factory=list)  # NAME:EVAL_DIR entries for 04_compare; empty: this study's runs
+
+    def validate(self, where: str) -> None:
+        if self.cluster_identities is not None and self.cluster_identities < 2:
+            raise ParamsError(f"{where}: eval.cluster_identities must be at least 2 (or null: all), "
+                              f"got {self.cluster_identities}")
 
 
 @dataclass
@@ -205,6 +211,7 @@ class StudyParams:
             if unknown:
                 raise ParamsError(f"{where}: {key} names {unknown}, which this study does not train; runs: {runs}")
         self.export.validate(where)
+        self.eval.validate(where)
 
     def runs(self) -> list[tuple[str, str]]:
         """(model, species) of every training run, species by species in the order of `data.species`."""

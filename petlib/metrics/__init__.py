@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from . import efficiency  # noqa: F401  (declares the efficiency figures)
 from .bootstrap import bootstrap, interval, repeat_by
-from .clustering import clustering, kmeans, purity
+from .clustering import cluster_subset, clustering, kmeans, purity
 from .deployment import (enrolment, family_scores, gallery_growth, identity_scores, impostor_study,
                          nearest_impostors, smallest_sufficient_k, thresholds_on_test)
 from .open_set import class_max_scores, dir_at_far, open_set, open_set_scores, open_set_split, topk_identification
@@ -29,7 +29,8 @@ __all__ = [
     "THRESHOLDS", "accepted", "best_threshold", "eer", "far_thresholds",
     "impostor_scores", "pair_ranking", "pair_scores", "petface_auc", "rates_at", "roc", "tar_at_far",
     "threshold_at_far", "threshold_over", "class_max_scores", "dir_at_far", "open_set", "open_set_scores",
-    "open_set_split", "topk_identification", "clustering", "kmeans", "purity", "triplets", "triplet_items", "triplet_figures",
+    "open_set_split", "topk_identification",
+    "cluster_subset", "clustering", "kmeans", "purity", "triplets", "triplet_items", "triplet_figures",
     "robustness",
     "bootstrap", "interval", "repeat_by", "enrolment", "family_scores",
     "gallery_growth", "identity_scores", "impostor_study", "nearest_impostors", "smallest_sufficient_k",

@@ -18,13 +18,14 @@ of blocks; benchmarks/error_rates.py.)
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .bootstrap import interval
-from .resample import CLUSTER_DRAWS, figures, widen_clustering
+from .resample import CLUSTER_DRAWS, clustered_identities, figures, widen_clustering
 
 
 @dataclass
@@ -60,9 +61,14 @@ def _over_repeats(per: dict[int, dict], name: str) -> float:
     return float(np.mean(have)) if have else math.nan
 
 
-def model_values(samples: list[dict]) -> dict[str, float]:
-    """A model's figures: the mean over its training repeats of each full-sample figure."""
-    per = {r: figures(s, np.ones(len(s["uniq"]), np.int64)) for r, s in enumerate(samples)}
+def _clusters(names: list[str]) -> bool:
+    return any(k.startswith("clustering.") for k in names)
+
+
+def model_values(samples: list[dict], clusters: bool = True) -> dict[str, float]:
+    """A model's figures: the mean over its training repeats of each full-sample figure (clustering, the
+    slow one, only with `clusters`)."""
+    per = {r: figures(s, np.ones(len(s["uniq"]), np.int64), clusters) for r, s in enumerate(samples)}
     return {k: _over_repeats(per, k) for k in per[0]}
 
 
@@ -74,7 +80,7 @@ def recipe_level(samples_a: list[dict], samples_b: list[dict]) -> bool:
 def seed_terms(samples: list[dict], names: list[str]) -> dict[str, tuple[float, int]]:
     """(s^2 / S, S - 1) per figure: the variance of the mean over the S repeats that measure it, and the
     degrees of freedom it rests on (NaN, 0 with one repeat)."""
-    per = [figures(s, np.ones(len(s["uniq"]), np.int64)) for s in samples]
+    per = [figures(s, np.ones(len(s["uniq"]), np.int64), _clusters(names)) for s in samples]
     out = {}
     for k in names:
         v = np.array([f.get(k, math.nan) for f in per], float)
@@ -90,7 +96,7 @@ def paired_draws(samples_a: list[dict], samples_b: list[dict], names: list[str],
     rng = np.random.default_rng(seed)
     n_id = len(samples_a[0]["uniq"])
     out = np.full((n, len(names)), np.nan)
-    clusters = any(k.startswith("clustering.") for k in names)
+    clusters = _clusters(names)
     for b in range(n):
         counts = np.bincount(rng.integers(0, n_id, n_id), minlength=n_id)
         sides = []
@@ -98,12 +104,13 @@ def paired_draws(samples_a: list[dict], samples_b: list[dict], names: list[str],
             f = {r: figures(s, counts, clusters and b < cluster_draws) for r, s in enumerate(samples)}
             sides.append([_over_repeats(f, k) for k in names])
         out[b] = np.array(sides[0]) - np.array(sides[1])
-    return widen_clustering(out, names, n_id)
+    return widen_clustering(out, names, clustered_identities(samples_a[0]))
 
 
+@functools.lru_cache(maxsize=256)
 def _reference(method: str, df: float | None):
     """The distribution of difference / standard error: Student's t with `df` degrees of freedom
-    (`student`, the rule's), or the normal (`normal`)."""
+    (`student`, the rule's), or the normal (`normal`); cached, as freezing one costs a millisecond."""
     from scipy.stats import norm, t
 
     return t(df) if method == "student" and df and math.isfinite(df) else norm
@@ -190,7 +197,7 @@ def compare_models(samples_a: list[dict], samples_b: list[dict], names: list[str
                    cluster_draws: int = CLUSTER_DRAWS) -> dict[str, list[RowTest]]:
     """Every row of `names` tested A against B (see the module docstring), by each method on the same draws."""
     draws = paired_draws(samples_a, samples_b, names, n, seed, cluster_draws)
-    va, vb = model_values(samples_a), model_values(samples_b)
+    va, vb = (model_values(s, _clusters(names)) for s in (samples_a, samples_b))
     observed = {k: va.get(k, math.nan) - vb.get(k, math.nan) for k in names}
     terms = training_terms(samples_a, samples_b, names)
     extra = {k: sum(v for v, _ in terms[k]) for k in names}

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..constants import DEGRADATIONS, far_key
 from .bootstrap import bootstrap, interval, repeat_by
-from .clustering import clustering
+from .clustering import cluster_subset, clustering
 from .open_set import dir_at_far, open_set_scores, open_set_split
 from .retrieval import leave_one_out, ndcg_at
 from .spec import CLUSTER_DRAWS
@@ -32,18 +32,20 @@ def _group(uniq: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def build_sample(emb: np.ndarray, labels: np.ndarray, pairs: np.ndarray, gallery_frac: float, seed: int,
                  triplets: dict | None = None, robustness: dict | None = None, queries=None,
-                 open_scores: dict | None = None, robustness_labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                 open_scores: dict | None = None, robustness_labels: np.ndarray | None = None,
+                 cluster_identities: int | None = None) -> dict[str, np.ndarray]:
     """Per-item arrays of one embedding of the test split. `triplets`: {label, sp, sn} of the triplet
     check; `robustness`: {name: per-image similarity drop} of the degraded images, whose identities are
     `robustness_labels`; `queries` and `open_scores`: the leave-one-out ranking and open-set scores where
-    they are computed already."""
+    they are computed already; the embeddings kept (for clustering) are `cluster_subset`'s."""
     labels = np.asarray(labels)
     uniq = np.unique(labels)
     q = queries if queries is not None else leave_one_out(emb, labels)
     r = q.ranking
     os_ = open_scores if open_scores is not None else open_set_scores(emb, labels,
                                                                       open_set_split(labels, seed, gallery_frac))
-    s = {"uniq": uniq, "emb": np.asarray(emb, np.float32), "labels": labels, "seed": np.int64(seed),
+    keep = cluster_subset(labels, cluster_identities, seed)
+    s = {"uniq": uniq, "emb": np.asarray(emb, np.float32)[keep], "labels": labels[keep], "seed": np.int64(seed),
          "q_group": _group(uniq, q.label), "q_hit1": q.hit1, "q_hit5": r.topk_rel[:, :5].any(1).astype(float),
          "q_hit10": r.topk_rel[:, :10].any(1).astype(float), "q_rr": q.rr, "q_apr": r.ap_r,
          "q_ndcg": ndcg_at(r.topk_rel, r.n_rel, 10),
@@ -122,6 +124,11 @@ def subsample_scale(n: int) -> float:
     return math.sqrt(m / (n - m)) if n > m else 1.0
 
 
+def clustered_identities(s: dict) -> int:
+    """How many identities a sample's clustering holds (`build_sample`'s `cluster_identities`)."""
+    return len(np.unique(s["labels"]))
+
+
 def widen_clustering(draws: np.ndarray, names: list[str], n_identities: int) -> np.ndarray:
     """`draws` with each clustering column's deviations from its mean scaled by `subsample_scale`."""
     out, k = draws.copy(), subsample_scale(n_identities)
@@ -144,7 +151,7 @@ def intervals(s: dict, n: int, seed, level: float = 0.95, cluster_draws: int = C
         drawn[0] += 1
         return [f.get(k, math.nan) for k in names]
 
-    draws = widen_clustering(bootstrap(stat, [len(s["uniq"])], n, seed), names, len(s["uniq"]))
+    draws = widen_clustering(bootstrap(stat, [len(s["uniq"])], n, seed), names, clustered_identities(s))
     ci = interval(draws, level)
     for i, k in enumerate(names):
         if k.startswith("clustering.") and not np.isnan(ci[0, i]):
