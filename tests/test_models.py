@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from petlib import models
 from petlib.models import PretrainedWeightsError, count_parameters, create_embedder, embedder_from_config
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_mnv3_gdconv_has_the_seeds_parameter_count():
@@ -76,3 +80,14 @@ def test_rebuild_from_config():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(e(x), r(x))
+
+
+def test_the_reference_study_shows_each_backbone_a_map_of_at_least_3x3_but_the_48px_control():
+    """Issue 34: at 48 px MobileNetV3-Small (stride 32) ends on 2x2, so params/synthetic-full.yaml trains
+    it at 96 px beside MobileFaceNet at 48 px, and keeps a 48 px MobileNetV3 to measure what that did."""
+    from petlib.config import load_params
+
+    p = load_params(REPO / "params" / "synthetic-full.yaml")
+    maps = {m.name: create_embedder(m.backbone, p.image_size(m.name), head=m.head).config["feature_size"] for m in p.models}
+    assert maps == {"mnv3": 3, "mfn": 3, "mnv3_48": 2}, maps
+    assert {p.image_size(m.name) for m in p.models} == {96, 48}
