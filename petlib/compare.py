@@ -31,10 +31,11 @@ from .schema import get as _get
 
 RULE = ("A row's leader is called better than the runner-up only when the Holm-adjusted 95% interval of their "
         "paired difference (the same test identities resampled for both; each model's figure the mean over its "
-        "training seeds) excludes zero: Holm's step-down holds false calls to about 5% of blocks (5.2%, 95% "
-        "interval 4.0-6.8%, on a simulated null like the data: docs/results.md). A row compares the two recipes "
+        "training seeds) excludes zero: Holm's step-down holds false calls to at most 5% of blocks (2.5%, 95% "
+        "interval 1.7-3.7%, on a simulated null like the data: docs/results.md). A row compares the two recipes "
         "only when each model was trained at least twice: then its interval also counts both models' seed "
-        "variance (s²/S each); otherwise it compares the trained models and says so. Cells show the seed mean "
+        "variance (s²/S each, on Satterthwaite's degrees of freedom: three seeds give about four); "
+        "otherwise it compares the trained models and says so. Cells show the seed mean "
         "(with the seed sd; a single training's own 95% interval). Sizes and parameter counts are exact; latency "
         "is compared only when timed interleaved in one process.")
 
