@@ -105,7 +105,8 @@ NOT_INPUTS = {
     "model.pretrained": "a path: the weights file's hash is an input", "model.name": "names the run folder",
     "model.species": "which runs exist", "notebooks": "which reports exist", "export.runs": "which runs are exported",
     "eval.compare": "NAME:DIR entries: the metrics files' hashes are inputs", "train.repeats": "how many runs exist",
-    "train.repeat_runs": "which runs repeat", "reproducible": "how kernels are picked (provenance)",
+    "train.repeat_runs": "which runs repeat",
+    "train.run_repeats": "how many runs exist", "reproducible": "how kernels are picked (provenance)",
     "train.device": "where it runs (provenance)", "train.amp": "how it computes on a GPU (provenance)",
     "train.channels_last": "memory layout (provenance)", "train.num_workers": "loader processes; augmentations are "
     "seeded per image and epoch", "train.pin_memory": "a transfer detail", "train.checkpoint_minutes": "how often "

@@ -120,6 +120,17 @@ def test_invalid_values():
         params_from_dict({"export": {"formats": ["onnx", "gguf"]}})
 
 
+def test_a_run_may_have_its_own_number_of_repeats():
+    """Issue 34's seeds: three a run on cats, two on dogs, in one study."""
+    p = params_from_dict({"data": {"species": ["cat", "dog"]}, "models": [{"name": "a"}, {"name": "b", "species": ["cat"]}],
+                          "train": {"repeats": 3, "repeat_runs": ["a-cat", "b-cat"], "run_repeats": {"a-dog": 2, "b-cat": 4}}})
+    assert [p.repeats(m, s) for m, s in (("a", "cat"), ("a", "dog"), ("b", "cat"))] == [3, 2, 4]
+    with pytest.raises(ParamsError, match=r"train.run_repeats names \['b-dog'\]"):
+        params_from_dict({"models": [{"name": "b", "species": ["cat"]}], "train": {"run_repeats": {"b-dog": 2}}})
+    with pytest.raises(ParamsError, match="train.run_repeats must give each run at least 1"):
+        params_from_dict({"models": [{"name": "a", "species": ["cat"]}], "train": {"run_repeats": {"a-cat": 0}}})
+
+
 def test_overrides(repo):
     p = load_params(repo / "params" / "ci.yaml", ["train.batch_size=8", "models.mnv3.epochs=5", "data.species=[dog]"])
     assert p.train.batch_size == 8 and p.model("mnv3").epochs == 5 and p.data.species == ["dog"]

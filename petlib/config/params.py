@@ -95,6 +95,7 @@ class TrainParams:
     max_steps_per_epoch: int = 0  # cap on steps per epoch (0: all); for smoke runs
     repeats: int = 1  # training repeats with seeds seed, seed + 1, ... (training variance)
     repeat_runs: list[str] = field(default_factory=list)  # runs (model-species) that repeat; empty: all
+    run_repeats: dict[str, int] = field(default_factory=dict)  # run (model-species) -> its own repeats, over the two above
     partial_fc: float = 1.0  # ArcFace classes scored per step (Partial-FC sample rate); 1.0: all
     checkpoint_minutes: float = 10.0  # also write last_checkpoint.pt inside an epoch this often; 0: every step
     cache_mb: float = 4096.0  # RAM (MB) for the training images decoded and resized once (same pixels); 0: off
@@ -105,6 +106,8 @@ class TrainParams:
         for name in ("batch_size", "val_every", "embedding_dim", "repeats"):
             if getattr(self, name) < 1:
                 raise ParamsError(f"{where}: train.{name} must be positive")
+        if any(n < 1 for n in self.run_repeats.values()):
+            raise ParamsError(f"{where}: train.run_repeats must give each run at least 1 repeat, got {self.run_repeats}")
         if self.cache_mb < 0:
             raise ParamsError(f"{where}: train.cache_mb must be >= 0, got {self.cache_mb}")
         if self.checkpoint_minutes < 0:
@@ -206,7 +209,8 @@ class StudyParams:
                 raise ParamsError(f"{where}: models[{m.name}].species names {other}, which data.species "
                                   f"{self.data.species} does not hold")
         runs = self.run_names()
-        for key, named in (("train.repeat_runs", self.train.repeat_runs), ("export.runs", self.export.runs)):
+        for key, named in (("train.repeat_runs", self.train.repeat_runs), ("train.run_repeats", list(self.train.run_repeats)),
+                           ("export.runs", self.export.runs)):
             unknown = [r for r in named if r not in runs]
             if unknown:
                 raise ParamsError(f"{where}: {key} names {unknown}, which this study does not train; runs: {runs}")
@@ -232,9 +236,12 @@ class StudyParams:
         return not self.export.runs or run_name(model, species) in self.export.runs
 
     def repeats(self, model: str, species: str) -> int:
-        """Training repeats of one run (`train.repeats`, for the runs in `train.repeat_runs` or all)."""
-        rr = self.train.repeat_runs
-        return self.train.repeats if not rr or run_name(model, species) in rr else 1
+        """Training repeats of one run: its `train.run_repeats`, else `train.repeats` for the runs in
+        `train.repeat_runs` (or all), else 1."""
+        rr, run = self.train.repeat_runs, run_name(model, species)
+        if run in self.train.run_repeats:
+            return self.train.run_repeats[run]
+        return self.train.repeats if not rr or run in rr else 1
 
     def train_seed(self, repeat: int = 0) -> int:
         """Repeat r trains with the study seed plus r; the data split and the pairs keep the study seed."""
