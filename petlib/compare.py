@@ -222,11 +222,16 @@ def _speed(rule: dict, table: pd.DataFrame, block: dict, fam: dict[str, str]) ->
     if lat.empty:
         return {"claim": rule["claim"], "verdict": "not called", "evidence": "no latency row"}
     row = lat.iloc[0]
-    by = {fam[n]: n for n in block if fam[n]}
-    fast, slow = row[by["mnv3"]], row[by["mfn"]]
     lo, hi = row.get("ci_low"), row.get("ci_high")
     called = fam.get(row["best"]) if row["best"] else None
     evidence = f"batch-1 medians {', '.join(f'{n} {row[n]:.3g} ms' for n in block)}, {row['difference'] or '—'}"
+    # the row tests its leader against its runner-up only ("a − b: ..."): the ratio must be that pair's
+    pair = row["difference"].split(":")[0].split(" − ") if row["difference"] else []
+    by = {fam.get(n): n for n in pair}
+    if set(by) != {"mnv3", "mfn"}:
+        return {"claim": rule["claim"], "verdict": "not called", "evidence": evidence + "; the latency row's test "
+                "compares " + (" and ".join(pair) or "no pair") + ", not a MobileNetV3 with a MobileFaceNet"}
+    fast, slow = row[by["mnv3"]], row[by["mfn"]]
     if called != rule["favours"] or lo is None or pd.isna(lo):
         verdict = "contradicted" if called and called != rule["favours"] else "not called"
         return {"claim": rule["claim"], "verdict": verdict, "evidence": evidence}

@@ -190,6 +190,14 @@ def test_about_3x_is_judged_on_the_ratios_interval_not_only_the_direction():
     assert verdict(3.0, -2.2, -1.8) == "supported"  # ratio [2.8, 3.2]
     assert verdict(1.86, -0.95, -0.77) == "faster, but not about 3x"  # ratio [1.77, 1.95]: the 1.86x the issue names
     assert verdict(2.2, -1.6, -0.8) == "faster; the size cannot be told"  # ratio [1.8, 2.6]
+    # three models: the row's test is between two MobileNetV3s, so it says nothing about the ratio to MFN
+    # (the reference study printed 1.51x beside that pair's [1.22, 1.27])
+    row = {"category": "Efficiency", "metric": "CPU latency (ms, batch 1)", "mnv3": 5.1, "mnv3_48": 4.09, "mfn": 6.2,
+           "best": "mnv3_48", "difference": "mnv3_48 − mnv3: -1.006 [-1.12, -0.892]", "ci_low": -1.12, "ci_high": -0.892,
+           "note": ""}
+    fam = {"mnv3": "mnv3", "mnv3_48": "mnv3", "mfn": "mfn"}
+    got = compare._speed(compare_report.claims()["speed"], pd.DataFrame([row]), fam, fam)
+    assert got["verdict"] == "not called" and "compares mnv3_48 and mnv3, not a MobileNetV3" in got["evidence"], got
 
 
 def test_repeat_stats_by_hand():
