@@ -157,7 +157,9 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
             timing = ROW_SPECS[i].interval == "timing"
             single = [] if timing else [n for n in (a, b) if len(samples[n]) < 2]
             rows[i]["note"] = _why(t, not single, single)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["speed"] = speed_tests(metrics, timings, n_boot, seed, alpha) if timed else []
+    return table
 
 
 def _why(t, recipe: bool, single: list[str]) -> str:
@@ -215,35 +217,53 @@ def _rows_claim(rule: dict, table: pd.DataFrame, fam: dict[str, str], rows: pd.S
                         f"({', '.join(against) or 'none'})"}
 
 
-def _speed(rule: dict, table: pd.DataFrame, block: dict, fam: dict[str, str]) -> dict:
-    """Direction from the called latency row; size from the ratio's interval, MobileFaceNet's median over
-    MobileNetV3's with the difference's adjusted interval (MobileNetV3's median held fixed)."""
-    lat = table[table["metric"] == "CPU latency (ms, batch 1)"]
-    if lat.empty:
-        return {"claim": rule["claim"], "verdict": "not called", "evidence": "no latency row"}
-    row = lat.iloc[0]
-    lo, hi = row.get("ci_low"), row.get("ci_high")
-    called = fam.get(row["best"]) if row["best"] else None
-    evidence = f"batch-1 medians {', '.join(f'{n} {row[n]:.3g} ms' for n in block)}, {row['difference'] or '—'}"
-    # the row tests its leader against its runner-up only ("a − b: ..."): the ratio must be that pair's
-    pair = row["difference"].split(":")[0].split(" − ") if row["difference"] else []
-    by = {fam.get(n): n for n in pair}
-    if set(by) != {"mnv3", "mfn"}:
-        return {"claim": rule["claim"], "verdict": "not called", "evidence": evidence + "; the latency row's test "
-                "compares " + (" and ".join(pair) or "no pair") + ", not a MobileNetV3 with a MobileFaceNet"}
-    fast, slow = row[by["mnv3"]], row[by["mfn"]]
-    if called != rule["favours"] or lo is None or pd.isna(lo):
-        verdict = "contradicted" if called and called != rule["favours"] else "not called"
-        return {"claim": rule["claim"], "verdict": verdict, "evidence": evidence}
-    sign = 1 if row["difference"].startswith(by["mnv3"]) else -1  # difference = leader - runner-up
-    d_lo, d_hi = sorted((sign * lo, sign * hi))  # mnv3 - mfn
-    ratio = (slow / fast, 1 - d_hi / fast, 1 - d_lo / fast)
+def speed_tests(block: dict[str, dict], timings: dict[str, np.ndarray] | None, n_boot: int = 200, seed: int = 0,
+                alpha: float = 0.05) -> list[dict]:
+    """The speed claim's own family: every MobileNetV3 of the block against every MobileFaceNet, paired over
+    the interleaved rounds, Holm across those pairs. The latency row tests only its leader against its
+    runner-up, which in a three-model block can be two MobileNetV3s."""
+    fam = {n: _family(m, n) for n, m in block.items()}
+    pairs = [(a, b) for a in block for b in block if fam[a] == "mnv3" and fam[b] == "mfn"]
+    if not pairs or not timings or not all(n in timings for p in pairs for n in p):
+        return []
+    keys = [f"{a} − {b}" for a, b in pairs]
+    med = {n: float(np.median(timings[n]) * 1000) for p in pairs for n in p}
+    draws = np.column_stack([_m.latency_draws(timings[a], timings[b], n_boot, seed) for a, b in pairs])
+    dfs = {k: min(len(timings[a]), len(timings[b])) - 1 for k, (a, b) in zip(keys, pairs)}
+    res = _m.holm(keys, {k: med[a] - med[b] for k, (a, b) in zip(keys, pairs)}, draws, alpha, df=dfs)
+    return [{"mnv3": a, "mfn": b, "mnv3_ms": med[a], "mfn_ms": med[b], "ci": [float(x) for x in t.adjusted_ci],
+             "called": bool(t.called)} for (a, b), t in zip(pairs, res)]
+
+
+def _speed_pair(rule: dict, t: dict) -> tuple[str, str]:
+    """One pair's verdict; the size from the ratio's interval, MobileFaceNet's median over MobileNetV3's
+    with the difference's adjusted interval (MobileNetV3's median held fixed)."""
+    fast, slow, (lo, hi) = t["mnv3_ms"], t["mfn_ms"], t["ci"]
+    ratio = (slow / fast, 1 - hi / fast, 1 - lo / fast)
+    text = (f"{t['mfn']} / {t['mnv3']} = {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] "
+            f"({t['mnv3']} − {t['mfn']}: {fmt(fast - slow, (lo, hi))} ms)")
+    if not t["called"]:
+        return "not called", text
+    if lo > 0:
+        return "contradicted", text
     inside = rule["about"][0] <= ratio[1] and ratio[2] <= rule["about"][1]
     outside = ratio[2] < rule["about"][0] or ratio[1] > rule["about"][1]
-    verdict = "supported" if inside else "faster, but not about 3x" if outside else "faster; the size cannot be told"
+    return ("supported" if inside else "faster, but not about 3x" if outside else "faster; the size cannot be told"), text
+
+
+def _speed(rule: dict, tests: list[dict]) -> dict:
+    """The claim on its own tests (`speed_tests`): one verdict when every pair agrees; else a contradiction
+    or an uncalled pair decides, and faster pairs of different sizes say so."""
+    if not tests:
+        return {"claim": rule["claim"], "verdict": "not called",
+                "evidence": "no interleaved batch-1 timings of a MobileNetV3 and a MobileFaceNet"}
+    got = [_speed_pair(rule, t) for t in tests]
+    verdicts = {v for v, _ in got}
+    verdict = (verdicts.pop() if len(verdicts) == 1 else "contradicted" if "contradicted" in verdicts
+               else "not called" if "not called" in verdicts else "faster; the size depends on the MobileNetV3")
     return {"claim": rule["claim"], "verdict": verdict,
-            "evidence": evidence + f"; MobileFaceNet / MobileNetV3 = {ratio[0]:.2f}x [{ratio[1]:.2f}, {ratio[2]:.2f}] "
-                                   f"('about 3x': inside {rule['about']})"}
+            "evidence": "; ".join(f"{text}: {v}" for v, text in got)
+                        + f" (Holm over {len(tests)} pair{'s' * (len(tests) > 1)}; 'about 3x': inside {rule['about']})"}
 
 
 def _overfitting(rule: dict, block: dict) -> dict:
@@ -279,6 +299,6 @@ def takeaways(table: pd.DataFrame, block: dict[str, dict], rules: dict) -> list[
                 "evidence": "; ".join(f"{n}: {p:,} weights = {p / 1e6:.2f} MB at INT8 (goal {ph['max_bytes'] / 1e6:g} MB), "
                                       f"{ms:.3g} ms per face on this CPU at the study's size (goal {ph['max_ms']:g} ms)"
                                       for n, (p, ms) in small.items() if p and ms)})
-    out.append(_speed(rules["speed"], table, block, fam) if both else {"claim": rules["speed"]["claim"], **missing})
+    out.append(_speed(rules["speed"], table.attrs.get("speed") or []) if both else {"claim": rules["speed"]["claim"], **missing})
     out.append(_overfitting(rules["overfitting"], block))
     return out

@@ -35,9 +35,15 @@ def ranked_tables(params, force: bool = False, log=print) -> tuple[dict[str, dic
 
 
 def save_tables(path: Path, tables: dict[str, pd.DataFrame]) -> None:
-    atomic_write_json(path, {label: t.to_dict(orient="records") for label, t in tables.items()})
+    atomic_write_json(path, {label: {"rows": t.to_dict(orient="records"), "speed": t.attrs.get("speed", [])}
+                             for label, t in tables.items()})
 
 
 def load_tables(path: Path) -> dict[str, pd.DataFrame]:
-    """The tables `save_tables` wrote, as the same DataFrames (rows and columns in order)."""
-    return {label: pd.DataFrame(rows) for label, rows in read_json(path).items()}
+    """The tables `save_tables` wrote, as the same DataFrames (rows and columns in order, and the speed
+    claim's tests in `attrs`)."""
+    out = {}
+    for label, saved in read_json(path).items():
+        out[label] = pd.DataFrame(saved["rows"])
+        out[label].attrs["speed"] = saved["speed"]
+    return out
