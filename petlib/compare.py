@@ -131,10 +131,9 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
         if resampled:
             row_names = [ROW_SPECS[i].name for i in resampled]
             columns.append(_m.paired_draws(samples[a], samples[b], row_names, n_boot, seed))
-            terms = _m.training_terms(samples[a], samples[b], row_names)
-            row_df = _m.row_df(columns[-1], row_names, df, terms)
-            extra.update({str(i): sum(v for v, _ in terms[ROW_SPECS[i].name]) for i in resampled})
-            dfs.update({str(i): row_df[ROW_SPECS[i].name] for i in resampled})
+            pair_extra, pair_df = _m.seed_adjustment(samples[a], samples[b], columns[-1], row_names, df)
+            extra.update({str(i): pair_extra[ROW_SPECS[i].name] for i in resampled})
+            dfs.update({str(i): pair_df[ROW_SPECS[i].name] for i in resampled})
         for i in resampled:
             names.append(i)
             observed[i] = means[a].get(ROW_SPECS[i].name, math.nan) - means[b].get(ROW_SPECS[i].name, math.nan)

@@ -25,6 +25,7 @@ measurable. Beside them:
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,15 +64,24 @@ def save_samples(eval_dir: Path, samples: list[dict]) -> Path:
 
 def load_samples(eval_dir: str | Path) -> list[dict] | None:
     """The resample data of an evaluation, one dict per training repeat; None where it has none (an
-    evaluation written before it existed)."""
+    evaluation written before it existed); a damaged file, or one an older petlib wrote, is one clear error."""
+    from .metrics.resample import CORE_KEYS
+
     path = Path(eval_dir) / "resample.npz"
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as z:
-        out: dict[int, dict] = {}
-        for key in z.files:
-            r, name = key.split("/", 1)
-            out.setdefault(int(r[1:]), {})[name] = z[key]
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out: dict[int, dict] = {}
+            for key in z.files:
+                r, name = key.split("/", 1)
+                out.setdefault(int(r[1:]), {})[name] = z[key]
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: unreadable resample data ({e}); re-run 03_evaluate for this run") from None
+    missing = sorted({k for s in out.values() for k in CORE_KEYS if k not in s})
+    if not out or missing:
+        raise ValueError(f"{path}: resample data without {', '.join(missing) or 'any repeat'} (written by an older "
+                         "petlib?); re-run 03_evaluate for this run")
     return [out[r] for r in sorted(out)]
 
 

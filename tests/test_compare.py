@@ -284,3 +284,17 @@ def test_interleaved_timing_feeds_each_model_its_own_input_size():
     xs = {"a": np.zeros((1, 3, 48, 48)), "b": np.zeros((1, 3, 96, 96))}
     interleaved({n: (lambda x, n=n: seen[n].add(x.shape[-1])) for n in seen}, xs, rounds=2, warmup=1)
     assert seen == {"a": {48}, "b": {96}}
+
+
+def test_damaged_or_old_resample_data_is_one_error_naming_the_file(tmp_path):
+    from petlib import schema
+
+    good = _samples(0.8, 1)
+    schema.save_samples(tmp_path, good)
+    assert schema.load_samples(tmp_path)[0]["p_score"] == pytest.approx(good[0]["p_score"])
+    schema.save_samples(tmp_path, [{k: v for k, v in good[0].items() if k != "q_rr"}])  # an older writer
+    with pytest.raises(ValueError, match=r"resample.npz: resample data without q_rr .*re-run 03_evaluate"):
+        schema.load_samples(tmp_path)
+    (tmp_path / "resample.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"resample.npz: unreadable resample data"):
+        schema.load_samples(tmp_path)

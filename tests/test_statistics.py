@@ -35,10 +35,10 @@ def test_seed_variance_is_s_squared_over_s_by_hand():
 def test_a_recipe_row_counts_both_sides_seed_variance_and_a_single_training_says_so():
     a, b = _seeds(3), _seeds(3, noise=1.05, first=10)
     names = ["retrieval.recall@1"]
-    extra = paired.training_variance(a, b, names)["retrieval.recall@1"]
+    draws = paired.paired_draws(a, b, names, 100, 0)
+    extra = paired.seed_adjustment(a, b, draws, names, 39)[0]["retrieval.recall@1"]
     assert extra > 0 and paired.recipe_level(a, b)
     with_seeds = paired.compare_models(a, b, names, n=100)["student"][0]
-    draws = paired.paired_draws(a, b, names, 100, 0)
     test_only = paired.holm(names, {names[0]: with_seeds.difference}, draws, df=39)[0]
     width = lambda r: r.ci95[1] - r.ci95[0]  # noqa: E731
     boot = draws[:, 0].var(ddof=1)
@@ -48,7 +48,8 @@ def test_a_recipe_row_counts_both_sides_seed_variance_and_a_single_training_says
     assert width(with_seeds) == pytest.approx(by_hand)
     assert width(test_only) == pytest.approx(2 * stats.t.ppf(0.975, 39) * math.sqrt(boot))
     # one training on one side: no seed term, and the note says the row compares trained models
-    assert not paired.recipe_level(a, b[:1]) and paired.training_variance(a, b[:1], names)[names[0]] == 0
+    assert not paired.recipe_level(a, b[:1])
+    assert paired.seed_adjustment(a, b[:1], draws, names, 39) == ({names[0]: 0}, {names[0]: 39})
     called = paired.RowTest("x", 0.1, [0.05, 0.15], [0.05, 0.15], 0.95, 0.001, True, True)
     assert "trained models compared, not recipes: mfn trained once" in compare._why(called, False, ["mfn"])
 

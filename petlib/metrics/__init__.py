@@ -16,7 +16,7 @@ from .retrieval import (Queries, cmc, leave_one_out, ndcg_at, overfitting, overf
 from .robustness import robustness
 from .pairs import make_pairs, sample_pairs
 from .paired import (RowTest, compare_models, holm, latency_draws, model_values, paired_draws, recipe_level, row_df,
-                     training_terms, training_variance)
+                     seed_adjustment, training_terms)
 from .resample import build_sample, figures, intervals
 from .spec import INTERVALS_DOC, MetricSpec, specs
 from .triplets import triplet_figures, triplet_items, triplets
@@ -35,7 +35,7 @@ __all__ = [
     "bootstrap", "interval", "repeat_by", "enrolment", "family_scores",
     "gallery_growth", "identity_scores", "impostor_study", "nearest_impostors", "smallest_sufficient_k",
     "thresholds_on_test", "make_pairs", "sample_pairs", "RowTest", "compare_models", "holm", "latency_draws",
-    "model_values", "paired_draws", "recipe_level", "row_df", "training_terms", "training_variance",
+    "model_values", "paired_draws", "recipe_level", "row_df", "seed_adjustment", "training_terms",
     "build_sample", "figures", "intervals",
     "INTERVALS_DOC", "MetricSpec", "specs",
 ]

@@ -199,9 +199,7 @@ def compare_models(samples_a: list[dict], samples_b: list[dict], names: list[str
     draws = paired_draws(samples_a, samples_b, names, n, seed, cluster_draws)
     va, vb = (model_values(s, _clusters(names)) for s in (samples_a, samples_b))
     observed = {k: va.get(k, math.nan) - vb.get(k, math.nan) for k in names}
-    terms = training_terms(samples_a, samples_b, names)
-    extra = {k: sum(v for v, _ in terms[k]) for k in names}
-    dfs = row_df(draws, names, len(samples_a[0]["uniq"]) - 1, terms)
+    extra, dfs = seed_adjustment(samples_a, samples_b, draws, names, len(samples_a[0]["uniq"]) - 1)
     return {m: holm(names, observed, draws, alpha, m, dfs, extra) for m in methods}
 
 
@@ -213,9 +211,12 @@ def training_terms(samples_a: list[dict], samples_b: list[dict], names: list[str
     return {k: [t for t in (ta[k], tb[k]) if not math.isnan(t[0])] for k in names}
 
 
-def training_variance(samples_a: list[dict], samples_b: list[dict], names: list[str]) -> dict[str, float]:
-    """Each row's random-effects term s_A^2/S_A + s_B^2/S_B when the rows are recipe-level, else 0."""
-    return {k: sum(v for v, _ in t) for k, t in training_terms(samples_a, samples_b, names).items()}
+def seed_adjustment(samples_a: list[dict], samples_b: list[dict], draws: np.ndarray, names: list[str],
+                    df: int | None) -> tuple[dict[str, float], dict]:
+    """What `holm` takes as `extra` and `df`: each row's training-variance term s_A^2/S_A + s_B^2/S_B (0 for
+    rows of trained models) and its degrees of freedom (`row_df`, from the draws' `df`)."""
+    terms = training_terms(samples_a, samples_b, names)
+    return {k: sum(v for v, _ in terms[k]) for k in names}, row_df(draws, names, df, terms)
 
 
 def latency_draws(times_a: np.ndarray, times_b: np.ndarray, n: int, seed) -> np.ndarray:
