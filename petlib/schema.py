@@ -51,6 +51,11 @@ def load_metrics(eval_dir: str | Path) -> dict:
     return m
 
 
+# The arrays every sample of resample.npz has (`metrics.build_sample`; the rest depend on which checks ran).
+SAMPLE_KEYS = ("uniq", "emb", "labels", "seed", "q_group", "q_hit1", "q_hit5", "q_hit10", "q_rr", "q_apr", "q_ndcg",
+               "p_group", "p_group2", "p_same", "p_score", *(f"o{k}_{f}" for k in "mn" for f in ("group", "score", "correct")))
+
+
 def save_samples(eval_dir: Path, samples: list[dict]) -> Path:
     """Each training repeat's resample data (`metrics.build_sample`) in `resample.npz` beside
     metrics.json, what 04_compare's paired comparisons read; plain arrays, no pickle."""
@@ -65,8 +70,6 @@ def save_samples(eval_dir: Path, samples: list[dict]) -> Path:
 def load_samples(eval_dir: str | Path) -> list[dict] | None:
     """The resample data of an evaluation, one dict per training repeat; None where it has none (an
     evaluation written before it existed); a damaged file, or one an older petlib wrote, is one clear error."""
-    from .metrics.resample import CORE_KEYS
-
     path = Path(eval_dir) / "resample.npz"
     if not path.is_file():
         return None
@@ -78,7 +81,7 @@ def load_samples(eval_dir: str | Path) -> list[dict] | None:
                 out.setdefault(int(r[1:]), {})[name] = z[key]
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: unreadable resample data ({e}); re-run 03_evaluate for this run") from None
-    missing = sorted({k for s in out.values() for k in CORE_KEYS if k not in s})
+    missing = sorted({k for s in out.values() for k in SAMPLE_KEYS if k not in s})
     if not out or missing:
         raise ValueError(f"{path}: resample data without {', '.join(missing) or 'any repeat'} (written by an older "
                          "petlib?); re-run 03_evaluate for this run")

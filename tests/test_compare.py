@@ -290,6 +290,7 @@ def test_damaged_or_old_resample_data_is_one_error_naming_the_file(tmp_path):
     from petlib import schema
 
     good = _samples(0.8, 1)
+    assert set(schema.SAMPLE_KEYS) <= set(good[0]), "the reader's keys are the ones build_sample writes"
     schema.save_samples(tmp_path, good)
     assert schema.load_samples(tmp_path)[0]["p_score"] == pytest.approx(good[0]["p_score"])
     schema.save_samples(tmp_path, [{k: v for k, v in good[0].items() if k != "q_rr"}])  # an older writer

@@ -26,11 +26,6 @@ from .spec import CLUSTER_DRAWS
 from .verification import best_threshold, pair_ranking, pair_scores
 
 
-# The arrays every sample has (the rest depend on which checks ran): what a reader may rely on.
-CORE_KEYS = ("uniq", "emb", "labels", "seed", "q_group", "q_hit1", "q_hit5", "q_hit10", "q_rr", "q_apr", "q_ndcg",
-             "p_group", "p_group2", "p_same", "p_score", *(f"o{k}_{f}" for k in "mn" for f in ("group", "score", "correct")))
-
-
 def _group(uniq: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.searchsorted(uniq, labels).astype(np.int64)
 
