@@ -124,8 +124,11 @@ def execute(task: Task, params_file: Path, report_dir: Path, log=print, prefix: 
     watch = _Watch(side, prefix or task.key, log, heartbeat_s)
     watch.start()
     try:
+        # The kernel is stopped at once after its last cell: every artefact is already written (temp file +
+        # rename), and a graceful shutdown waited ~2.5 s per report for torch's interpreter teardown.
         pm.execute_notebook(str(NOTEBOOKS / f"{task.notebook}.ipynb"), str(out_nb), parameters=parameters,
-                            kernel_name=KERNEL_NAME, cwd=str(REPO), progress_bar=False, log_output=False)
+                            kernel_name=KERNEL_NAME, cwd=str(REPO), progress_bar=False, log_output=False,
+                            shutdown_kernel="immediate")
     except Exception as e:  # papermill has written the failing notebook; report it and go on
         status, error = "failed", _first_error_line(e)
     finally:

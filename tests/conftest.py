@@ -51,13 +51,20 @@ def trained_ci(tmp_path_factory, make_params):
 
 
 @pytest.fixture(scope="session")
-def finished(tmp_path_factory, repo) -> Path:
+def finished_run(tmp_path_factory, repo) -> tuple[Path, list[str]]:
     """A small study run to the end by the runner (two models on the CI cats, ONNX export of one), its
-    params (`studies.write_study`) at the folder's top with relative paths. Tests copy it before changing it."""
+    params (`studies.write_study`) at the folder's top with relative paths, and the runner's log lines
+    (a heartbeat every 0.3 s, so each running notebook logs its progress)."""
     from petlib.config import load_params
     from petlib.study import run_study
     from studies import write_study
 
-    folder = tmp_path_factory.mktemp("study")
-    assert run_study(load_params(write_study(folder, repo)), log=lambda *_: None) == 0
-    return folder
+    folder, logs = tmp_path_factory.mktemp("study"), []
+    assert run_study(load_params(write_study(folder, repo)), log=logs.append, heartbeat_s=0.3) == 0, logs
+    return folder, logs
+
+
+@pytest.fixture(scope="session")
+def finished(finished_run) -> Path:
+    """The shared finished study's folder. Tests copy it before changing it."""
+    return finished_run[0]

@@ -12,12 +12,9 @@ from petlib.study import run_study
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.timeout(600)
-def test_data_notebook_report(make_params, tmp_path):
-    p = make_params(tmp_path, notebooks=["01_data"])
-    logs = []
-    assert run_study(p, log=logs.append) == 0
-    rep = tmp_path / "reports" / "ci"
+def test_data_notebook_report(finished):
+    """The shared finished study's 01_data report: its tables count what is on disk, and its header."""
+    rep = finished / "reports" / "ci"
     page = (rep / "01_data.html").read_text()
     table = page[page.index('id="stats-table"'):]
     table = table[: table.index("</table>")]
@@ -25,21 +22,24 @@ def test_data_notebook_report(make_params, tmp_path):
     cells = re.findall(r"<td[^>]*>\s*([0-9.]+)\s*</td>", table)
     n_ids, n_imgs = int(float(cells[0])), int(float(cells[1]))
     assert n_ids == 40
-    assert n_imgs == sum(1 for _ in (tmp_path / "data").rglob("*.jpg"))
+    assert n_imgs == sum(1 for _ in (finished / "outputs" / "data").rglob("*.jpg"))
     assert "git commit" in page and "data fingerprint" in page and "torch" in page
     # the runner gave the notebook kernel the CPU pins, and the header says so with the CPU's ISA flags
     assert "CPU kernels" in page and "pinned (reproducible: true)" in page and "ATen kernels AVX2" in page
     # ... that its linear layers avoid MKL, and whether this machine reproduces the golden kernel vector
     assert "linear layers through oneDNN" in page and "this machine reproduces the golden kernel vector" in page
-    assert (tmp_path / "outputs" / "ci" / "splits" / "cat.csv").is_file()
+    assert (finished / "outputs" / "ci" / "splits" / "cat.csv").is_file()
     index = (rep / "index.html").read_text()
     assert "01_data.html" in index and "ok" in index
     state = json.loads((rep / "state.json").read_text())
     assert state["01_data"]["status"] == "ok"
-    # a second run with unchanged inputs is skipped
-    logs.clear()
-    assert run_study(p, log=logs.append) == 0
-    assert any("up to date" in line for line in logs)
+
+
+def test_a_running_notebook_logs_its_elapsed_time_and_progress(finished_run):
+    """The runner's heartbeat (every 0.3 s in the shared study) carries the kernel's latest progress line."""
+    logs = finished_run[1]
+    assert any(re.match(r"\[2/7\] 02_train-mnv3-cat: \d+ s \| mnv3-cat epoch \d/2", line) for line in logs), logs
+    assert logs[-1].startswith("study 'ci': 7/7 ok (7 run, 0 up to date)"), logs[-1]
 
 
 @pytest.mark.timeout(600)

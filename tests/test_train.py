@@ -196,8 +196,8 @@ def test_ddp_two_cpu_processes_end_identical(params, tmp_path, repo):
 @pytest.mark.timeout(900)
 def test_training_clearly_beats_the_untrained_model(params, tmp_path):
     """A real (small) training run on the synthetic set: val accuracy must rise well above the untrained
-    model's. 800 identities drawn at 112 px, trained at 64 px for 6 epochs: about a minute on 2 cores."""
-    p = params("data.synth.n_identities=800", "data.synth.image_size=112", "train.batch_size=64",
+    model's. 800 identities drawn and trained at 64 px for 6 epochs: about a minute on 2 cores."""
+    p = params("data.synth.n_identities=800", "data.synth.image_size=64", "train.batch_size=64",
                 "train.max_steps_per_epoch=0", "train.val_every=6", "models.mnv3.epochs=6", "models.mnv3.lr=4e-3",
                 "data.n_pairs=1000")
     h = train.train_model(p, "mnv3", "cat", progress=False, log=lambda *_: None).history
