@@ -8,8 +8,10 @@ The rule, one sentence (`RULE`): within a block, the leading model of a row is c
 the runner-up only when the Holm-adjusted 95% interval of their paired difference excludes zero. The
 difference is paired: every bootstrap draw resamples the test identities once for both models (and
 each model's training repeats, where it has them), so it carries the test set's and training's
-variance; Holm's step-down over the block's rows (`petlib.metrics.paired`) bounds the chance of any
-false call in a block by 5%, a rate measured by `benchmarks/error_rates.py`. Exact facts (parameters,
+variance; Holm's step-down over the block's metric rows (`petlib.metrics.paired`) bounds the chance of
+any false call in a block by 5%, a rate measured by `benchmarks/error_rates.py`. The latency rows are a
+Holm family of their own: they time the machine as much as the models, and their noise must not move a
+metric row's interval from one CPU to another. Exact facts (parameters,
 file size) are called when they differ; a latency measured once per model is not called.
 
 This module holds the statistics alone (pure functions of metrics and resample data: tables of
@@ -31,8 +33,9 @@ from .schema import get as _get
 
 RULE = ("A row's leader is called better than the runner-up only when the Holm-adjusted 95% interval of their "
         "paired difference (the same test identities resampled for both; each model's figure the mean over its "
-        "training seeds) excludes zero: Holm's step-down holds false calls to at most 5% of blocks (2.5%, 95% "
-        "interval 1.7-3.7%, on a simulated null like the data: docs/results.md). A row compares the two recipes "
+        "training seeds) excludes zero: Holm's step-down over the block's metric rows holds false calls to at "
+        "most 5% of blocks (2.5%, 95% interval 1.7-3.7%, on a simulated null like the data: docs/results.md); "
+        "latency rows are a Holm family of their own. A row compares the two recipes "
         "only when each model was trained at least twice: then its interval also counts both models' seed "
         "variance (s²/S each, on Satterthwaite's degrees of freedom: three seeds give about four); "
         "otherwise it compares the trained models and says so. Cells show the seed mean "
@@ -123,42 +126,63 @@ def compare(metrics: dict[str, dict], samples: dict[str, list[dict] | None] | No
                      "direction": "higher" if spec.higher else "lower"})
         if pair:
             tests.setdefault(pair, []).append(i)
-    names, observed, columns, extra, dfs = [], {}, [], {}, {}
     df = min(int(m.get("n_identities") or 0) for m in metrics.values()) - 1
     df = df if df > 0 else None
-    for (a, b), idx in tests.items():
-        resampled = [i for i in idx if ROW_SPECS[i].interval != "timing"]
-        if resampled:
-            row_names = [ROW_SPECS[i].name for i in resampled]
-            columns.append(_m.paired_draws(samples[a], samples[b], row_names, n_boot, seed))
-            pair_extra, pair_df = _m.seed_adjustment(samples[a], samples[b], columns[-1], row_names, df)
-            extra.update({str(i): pair_extra[ROW_SPECS[i].name] for i in resampled})
-            dfs.update({str(i): pair_df[ROW_SPECS[i].name] for i in resampled})
-        for i in resampled:
-            names.append(i)
-            observed[i] = means[a].get(ROW_SPECS[i].name, math.nan) - means[b].get(ROW_SPECS[i].name, math.nan)
-        for i in (i for i in idx if ROW_SPECS[i].interval == "timing"):
-            columns.append(_m.latency_draws(timings[a], timings[b], n_boot, seed)[:, None])
-            names.append(i)
-            observed[i] = rows[i][a] - rows[i][b]
-            dfs[str(i)] = min(len(timings[a]), len(timings[b])) - 1  # the draws resample rounds
-    if names:
-        results = _m.holm([str(i) for i in names], {str(i): observed[i] for i in names},
-                          pd.concat([pd.DataFrame(c) for c in columns], axis=1).to_numpy(), alpha,
-                          df=dfs, extra=extra)
-        pair_of = {i: pair for pair, idx in tests.items() for i in idx}
-        for i, t in zip(names, results):
-            a, b = pair_of[i]
-            rows[i]["difference"] = f"{a} − {b}: " + fmt(t.difference, t.adjusted_ci) + \
-                (f"; detectable at 80% power: {fmt(t.mde)}" if not math.isnan(t.mde) else "")
-            rows[i]["best"] = a if t.called else ""
-            rows[i]["ci_low"], rows[i]["ci_high"] = t.adjusted_ci
-            timing = ROW_SPECS[i].interval == "timing"
-            single = [] if timing else [n for n in (a, b) if len(samples[n]) < 2]
-            rows[i]["note"] = _why(t, not single, single)
+    pair_of = {i: pair for pair, idx in tests.items() for i in idx}
+    for family in (_metric_family(tests, samples, means, df, n_boot, seed),
+                   _timing_family(tests, rows, timings, n_boot, seed)):
+        if family["names"]:
+            _record(rows, family, pair_of, samples, alpha)
     table = pd.DataFrame(rows)
     table.attrs["speed"] = speed_tests(metrics, timings, n_boot, seed, alpha) if timed else []
     return table
+
+
+def _metric_family(tests: dict, samples, means, df: int | None, n_boot: int, seed: int) -> dict:
+    """The resampled rows' Holm family: per tested pair, the paired identity draws and seed terms."""
+    fam = {"names": [], "observed": {}, "columns": [], "extra": {}, "dfs": {}}
+    for (a, b), idx in tests.items():
+        rows = [i for i in idx if ROW_SPECS[i].interval != "timing"]
+        if not rows:
+            continue
+        row_names = [ROW_SPECS[i].name for i in rows]
+        fam["columns"].append(_m.paired_draws(samples[a], samples[b], row_names, n_boot, seed))
+        pair_extra, pair_df = _m.seed_adjustment(samples[a], samples[b], fam["columns"][-1], row_names, df)
+        for i in rows:
+            name = ROW_SPECS[i].name
+            fam["names"].append(i)
+            fam["observed"][i] = means[a].get(name, math.nan) - means[b].get(name, math.nan)
+            fam["extra"][str(i)], fam["dfs"][str(i)] = pair_extra[name], pair_df[name]
+    return fam
+
+
+def _timing_family(tests: dict, rows: list[dict], timings, n_boot: int, seed: int) -> dict:
+    """The latency rows' own Holm family: they measure the machine as much as the models, so their timing
+    noise must not move a metric row's Holm level (it did, by one step, between two CPUs)."""
+    fam = {"names": [], "observed": {}, "columns": [], "extra": {}, "dfs": {}}
+    for (a, b), idx in tests.items():
+        for i in (i for i in idx if ROW_SPECS[i].interval == "timing"):
+            fam["columns"].append(_m.latency_draws(timings[a], timings[b], n_boot, seed)[:, None])
+            fam["names"].append(i)
+            fam["observed"][i] = rows[i][a] - rows[i][b]
+            fam["dfs"][str(i)] = min(len(timings[a]), len(timings[b])) - 1  # the draws resample rounds
+    return fam
+
+
+def _record(rows: list[dict], fam: dict, pair_of: dict, samples, alpha: float) -> None:
+    """Holm over one family; each row's difference, interval, call and note written into its table row."""
+    keys = [str(i) for i in fam["names"]]
+    results = _m.holm(keys, {str(i): v for i, v in fam["observed"].items()},
+                      pd.concat([pd.DataFrame(c) for c in fam["columns"]], axis=1).to_numpy(), alpha,
+                      df=fam["dfs"], extra=fam["extra"])
+    for i, t in zip(fam["names"], results):
+        a, b = pair_of[i]
+        rows[i]["difference"] = f"{a} − {b}: " + fmt(t.difference, t.adjusted_ci) + \
+            (f"; detectable at 80% power: {fmt(t.mde)}" if not math.isnan(t.mde) else "")
+        rows[i]["best"] = a if t.called else ""
+        rows[i]["ci_low"], rows[i]["ci_high"] = t.adjusted_ci
+        single = [] if ROW_SPECS[i].interval == "timing" else [n for n in (a, b) if len(samples[n]) < 2]
+        rows[i]["note"] = _why(t, not single, single)
 
 
 def _why(t, recipe: bool, single: list[str]) -> str:

@@ -218,6 +218,27 @@ def test_speed_claim_tests_every_mobilenetv3_against_the_mobilefacenet_not_the_l
     assert "mfn / mnv3 = 1.2" in got["evidence"] and "mfn / mnv3_48 = 1.4" in got["evidence"]
 
 
+def test_latency_rows_are_a_holm_family_of_their_own():
+    """Timing noise differs between machines; it must not move a metric row's Holm level. Two timings of
+    one block (latency far apart, then nearly equal): every metric row's interval and call is the same,
+    and the latency row's interval is its plain 95% one (a family of one: t(59) by hand)."""
+    samples = {"a": _samples(0.8, 1), "b": _samples(1.0, 2)}
+    block = {n: _metrics_of(s) for n, s in samples.items()}
+    rng = np.random.default_rng(5)
+    drift = 0.0005 * rng.random(60)
+    apart = {"a": 0.004 + drift + 0.0001 * rng.random(60), "b": 0.008 + drift + 0.0001 * rng.random(60)}
+    close = {"a": 0.004 + drift + 0.0001 * rng.random(60), "b": 0.00401 + drift + 0.0001 * rng.random(60)}
+    tables = [compare.compare(block, samples, n_boot=300, timings=t).set_index("metric") for t in (apart, close)]
+    lat = "CPU latency (ms, batch 1)"
+    metric_rows = tables[0].index[tables[0]["ci_low"].notna() & (tables[0].index != lat)]
+    assert len(metric_rows) >= 10 and tables[0].loc[lat, "best"] == "a"
+    for col in ("ci_low", "ci_high", "best", "note"):
+        assert tables[0].loc[metric_rows, col].tolist() == tables[1].loc[metric_rows, col].tolist(), col
+    d = compare._m.latency_draws(apart["a"], apart["b"], 300, 0)
+    width = tables[0].loc[lat, "ci_high"] - tables[0].loc[lat, "ci_low"]
+    assert width / (2 * d.std(ddof=1)) == pytest.approx(stats.t(59).ppf(0.975), rel=1e-6)
+
+
 def test_repeat_stats_by_hand():
     from petlib.evaluate import repeat_stats
     from petlib.schema import REPEAT_KEYS
