@@ -28,10 +28,12 @@ def main():
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch", type=int, default=96)
     ap.add_argument("--workers", type=int, default=8)
-    ap.add_argument("--smoke", action="store_true", help="the CPU, 40 identities at 64 px, 3 steps of 16")
+    ap.add_argument("--smoke", action="store_true", help="the CPU, 40 identities at 64 px, 3 steps of 16, a small evaluation")
     a = ap.parse_args()
+    evaluation = {"n_robustness": 300, "n_bootstrap": 50}
     if a.smoke:
         a.device, a.identities, a.image_size, a.steps, a.batch, a.workers = "cpu", 40, 64, 3, 16, 0
+        evaluation = {"n_robustness": 20, "n_bootstrap": 5, "n_rank_pairs": 2000, "n_triplets": 500, "n_overfit": 100}
     out = Path(tempfile.mkdtemp(prefix="petface-gpu-smoke-"))
     p = params_from_dict({
         "name": "gpu-smoke", "output_dir": str(out), "reports_dir": str(out / "reports"),
@@ -41,7 +43,7 @@ def main():
                   "val_every": 2, "max_steps_per_epoch": a.steps, "amp": True, "channels_last": True},
         "models": [{"name": "mnv3", "backbone": "mobilenetv3_small_100", "lr": 2e-3, "backbone_lr_mult": 1.0, "epochs": 2},
                    {"name": "mfn", "backbone": "mobilefacenet", "lr": 2e-3, "backbone_lr_mult": 1.0, "epochs": 2}],
-        "eval": {"n_robustness": 300, "n_bootstrap": 50}}, where="gpu_smoke")
+        "eval": evaluation}, where="gpu_smoke")
     t = time.time()
     prepare_species(p, "cat", progress=False)
     report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,8 +48,8 @@ def sha1s(paths: Sequence[Path], cache: Path | None = None) -> list[str]:
 
     known = _read(cache)
     out, fresh = [], {}
-    for p in paths:
-        key, st = str(Path(p).resolve()), Path(p).stat()
+    for p in paths:  # os.path, not Path.resolve: a study's status looks at every image of every split many times
+        key, st = os.path.abspath(p), os.stat(p)
         stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         hit = known.get(key)
         if hit and hit[:3] == stamp:
